@@ -1,0 +1,44 @@
+"""The package's exceptions, all under one root.
+
+    StreamkitError            root: catch this to catch anything the package raises
+     +-- CodecError           a value could not be encoded or decoded
+     |    +-- EncodeError     a value has no JSON / MessagePack form (also a TypeError)
+     |    +-- DecodeError     bytes are not valid JSON / MessagePack (also a ValueError)
+     +-- MissingDependency    an optional extra is not installed (also an ImportError)
+     +-- SlowClientError      a send blocked longer than ``send_timeout`` (also a TimeoutError)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CodecError",
+    "DecodeError",
+    "EncodeError",
+    "MissingDependency",
+    "SlowClientError",
+    "StreamkitError",
+]
+
+
+class StreamkitError(Exception):
+    """Root of every exception raised by fastapi_streamkit."""
+
+
+class CodecError(StreamkitError):
+    """Raised when a value cannot be encoded or decoded."""
+
+
+class EncodeError(CodecError, TypeError):
+    """Raised when a value has no JSON or MessagePack form."""
+
+
+class DecodeError(CodecError, ValueError):
+    """Raised when bytes are not a valid JSON or MessagePack document."""
+
+
+class MissingDependency(StreamkitError, ImportError):
+    """Raised when a feature needs an optional extra that is not installed."""
+
+
+class SlowClientError(StreamkitError, TimeoutError):
+    """Raised when a client does not read fast enough: a send outlived ``send_timeout``."""
