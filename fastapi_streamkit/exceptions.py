@@ -6,17 +6,25 @@
      |    +-- DecodeError     bytes are not valid JSON / MessagePack (also a ValueError)
      +-- MissingDependency    an optional extra is not installed (also an ImportError)
      +-- SlowClientError      a send blocked longer than ``send_timeout`` (also a TimeoutError)
+     +-- BrokerError          a broker could not do what was asked
+     |    +-- BrokerNotRunning     publish/subscribe on a broker not started or closed (RuntimeError)
+     |    +-- BrokerUnavailable    the broker's server cannot be reached (also a ConnectionError)
+     +-- UnsupportedFastAPIWarning  FastAPI is outside the tested range (also a UserWarning)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BrokerError",
+    "BrokerNotRunning",
+    "BrokerUnavailable",
     "CodecError",
     "DecodeError",
     "EncodeError",
     "MissingDependency",
     "SlowClientError",
     "StreamkitError",
+    "UnsupportedFastAPIWarning",
 ]
 
 
@@ -42,3 +50,19 @@ class MissingDependency(StreamkitError, ImportError):
 
 class SlowClientError(StreamkitError, TimeoutError):
     """Raised when a client does not read fast enough: a send outlived ``send_timeout``."""
+
+
+class UnsupportedFastAPIWarning(StreamkitError, UserWarning):
+    """Warned at import when the installed FastAPI is outside the tested version range."""
+
+
+class BrokerError(StreamkitError):
+    """Raised when a broker cannot do what was asked."""
+
+
+class BrokerNotRunning(BrokerError, RuntimeError):
+    """Raised when publishing or subscribing on a broker that is not started, or closed."""
+
+
+class BrokerUnavailable(BrokerError, ConnectionError):
+    """Raised when the broker's server (Redis) cannot be reached; it reconnects by itself."""
