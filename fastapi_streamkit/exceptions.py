@@ -10,6 +10,7 @@
      |    +-- BrokerNotRunning     publish/subscribe on a broker not started or closed (RuntimeError)
      |    +-- BrokerUnavailable    the broker's server cannot be reached (also a ConnectionError)
      +-- UnsupportedFastAPIWarning  FastAPI is outside the tested range (also a UserWarning)
+     +-- UsageError           an API used in a way or state it does not support (RuntimeError)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "SlowClientError",
     "StreamkitError",
     "UnsupportedFastAPIWarning",
+    "UsageError",
 ]
 
 
@@ -66,3 +68,7 @@ class BrokerNotRunning(BrokerError, RuntimeError):
 
 class BrokerUnavailable(BrokerError, ConnectionError):
     """Raised when the broker's server (Redis) cannot be reached; it reconnects by itself."""
+
+
+class UsageError(StreamkitError, RuntimeError):
+    """Raised when an API is used in a way or state it does not support (e.g. no session)."""
