@@ -1,19 +1,26 @@
 """The package's exceptions, all under one root.
 
-    StreamkitError            root: catch this to catch anything the package raises
-     +-- CodecError           a value could not be encoded or decoded
-     |    +-- EncodeError     a value has no JSON / MessagePack form (also a TypeError)
-     |    +-- DecodeError     bytes are not valid JSON / MessagePack (also a ValueError)
-     +-- MissingDependency    an optional extra is not installed (also an ImportError)
-     +-- SlowClientError      a send blocked longer than ``send_timeout`` (also a TimeoutError)
-     +-- BrokerError          a broker could not do what was asked
-     |    +-- BrokerNotRunning     publish/subscribe on a broker not started or closed (RuntimeError)
-     |    +-- BrokerUnavailable    the broker's server cannot be reached (also a ConnectionError)
-     +-- UnsupportedFastAPIWarning  FastAPI is outside the tested range (also a UserWarning)
-     +-- UsageError           an API used in a way or state it does not support (RuntimeError)
+StreamkitError            root: catch this to catch anything the package raises
+ +-- CodecError           a value could not be encoded or decoded
+ |    +-- EncodeError     a value has no JSON / MessagePack form (also a TypeError)
+ |    +-- DecodeError     bytes are not valid JSON / MessagePack (also a ValueError)
+ +-- MissingDependency    an optional extra is not installed (also an ImportError)
+ +-- SlowClientError      a send blocked longer than ``send_timeout`` (also a TimeoutError)
+ +-- BrokerError          a broker could not do what was asked
+ |    +-- BrokerNotRunning     publish/subscribe on a broker not started or closed (RuntimeError)
+ |    +-- BrokerUnavailable    the broker's server cannot be reached (also a ConnectionError)
+ +-- UnsupportedFastAPIWarning  FastAPI is outside the tested range (also a UserWarning)
+ +-- UsageError           an API used in a way or state it does not support (RuntimeError)
+ +-- LifespanError        a lifespan part (sub-app, hook, broker) did not start or stop
+      +-- LifespanStartupError   a part failed to start; what started was shut down
+      +-- LifespanShutdownError  parts failed to stop (also an ExceptionGroup of the errors)
+      +-- LifespanTimeoutError   a sub-app outlived its start/shutdown timeout (TimeoutError)
+      +-- SubAppLifespanError    a sub-app answered ``*.failed`` or broke the protocol
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = [
     "BrokerError",
@@ -27,6 +34,11 @@ __all__ = [
     "StreamkitError",
     "UnsupportedFastAPIWarning",
     "UsageError",
+    "LifespanError",
+    "LifespanShutdownError",
+    "LifespanStartupError",
+    "LifespanTimeoutError",
+    "SubAppLifespanError",
 ]
 
 
@@ -72,3 +84,30 @@ class BrokerUnavailable(BrokerError, ConnectionError):
 
 class UsageError(StreamkitError, RuntimeError):
     """Raised when an API is used in a way or state it does not support (e.g. no session)."""
+
+
+class LifespanError(StreamkitError):
+    """Raised when a lifespan part (a sub-app, a hook, a broker) does not start or stop."""
+
+
+class LifespanStartupError(LifespanError):
+    """Raised when a part failed to start, after what had started was shut down."""
+
+    def __init__(self, message: str, *, label: str) -> None:
+        super().__init__(message)
+        self.label = label
+
+
+class LifespanShutdownError(LifespanError, ExceptionGroup[Exception]):
+    """Raised when parts failed to stop; every part was still stopped. Holds each error."""
+
+    def derive(self, excs: Sequence[Exception]) -> LifespanShutdownError:  # type: ignore[override]
+        return LifespanShutdownError(self.message, excs)
+
+
+class LifespanTimeoutError(LifespanError, TimeoutError):
+    """Raised when a sub-app outlives its ``startup_timeout`` or ``shutdown_timeout``."""
+
+
+class SubAppLifespanError(LifespanError):
+    """Raised when a sub-app answers ``lifespan.*.failed`` or breaks the lifespan protocol."""
