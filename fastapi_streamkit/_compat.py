@@ -1,0 +1,144 @@
+"""The only module that touches FastAPI's private dependency machinery.
+
+Everything `messages.py` needs from `fastapi.dependencies.*` and other underscore names is
+imported here, so a FastAPI upgrade breaks (at most) this file. The range of FastAPI versions
+this package is tested with is `TESTED_FASTAPI`; importing the package with another version
+emits `UnsupportedFastAPIWarning` (it does not refuse to work).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import fastapi
+from fastapi import params
+from fastapi._compat import ModelField as ModelField
+from fastapi._compat import Undefined as Undefined
+from fastapi.dependencies.models import Dependant as Dependant
+from fastapi.dependencies.models import _get_cache_key, _get_oauth_scopes
+from fastapi.dependencies.models import _is_async_gen_callable as is_async_gen_callable
+from fastapi.dependencies.models import _is_coroutine_callable as is_coroutine_callable
+from fastapi.dependencies.models import _is_gen_callable as is_gen_callable
+from fastapi.dependencies.utils import (
+    _get_flat_body_params,
+    _get_form_models,
+    _should_embed_body_fields,
+    _solve_generator,
+    _validate_value_with_model_field,
+    get_dependant,
+    get_parameterless_sub_dependant,
+)
+from fastapi.dependencies.utils import request_body_to_args as request_body_to_args
+from fastapi.dependencies.utils import request_params_to_args as request_params_to_args
+from fastapi.dependencies.utils import solve_dependencies as solve_dependencies
+from starlette.requests import Request
+
+from .exceptions import UnsupportedFastAPIWarning
+
+__all__ = [
+    "TESTED_FASTAPI",
+    "Dependant",
+    "ModelField",
+    "Undefined",
+    "build_dependant",
+    "cache_key",
+    "check_fastapi_version",
+    "embed_body_fields",
+    "is_async_gen_callable",
+    "is_coroutine_callable",
+    "is_gen_callable",
+    "oauth_scopes",
+    "request_body_to_args",
+    "request_params_to_args",
+    "single_body_field",
+    "solve_dependencies",
+    "solve_generator",
+    "validate_field",
+]
+
+TESTED_FASTAPI: tuple[tuple[int, int], tuple[int, int]] = ((0, 165), (0, 166))
+"""FastAPI versions this module is tested with: ``>=0.165,<0.166``."""
+
+
+def _parse_version(version: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        return (0, 0)
+    return (int(match.group(1)), int(match.group(2)))
+
+
+def check_fastapi_version(version: str | None = None) -> None:
+    """Warn (`UnsupportedFastAPIWarning`) when FastAPI is outside `TESTED_FASTAPI`."""
+    installed = fastapi.__version__ if version is None else version
+    low, high = TESTED_FASTAPI
+    if low <= _parse_version(installed) < high:
+        return
+    warnings.warn(
+        f"fastapi_streamkit is tested with fastapi>={low[0]}.{low[1]},<{high[0]}.{high[1]}, "
+        f"but fastapi {installed} is installed: message handlers use FastAPI's private "
+        "dependency machinery and may misbehave. Install a tested FastAPI version or "
+        "upgrade fastapi_streamkit.",
+        UnsupportedFastAPIWarning,
+        stacklevel=2,
+    )
+
+
+check_fastapi_version()
+
+
+def build_dependant(
+    call: Callable[..., Any],
+    *,
+    path: str = "",
+    dependencies: Sequence[params.Depends] = (),
+) -> Dependant:
+    """FastAPI's `Dependant` for a handler, as `APIRoute` builds it for an endpoint.
+
+    ``path`` names the path parameters (``"orders.{region}"``); ``dependencies`` are
+    parameterless `Depends` run before the handler's own, in order.
+    """
+    dependant = get_dependant(path=path, call=call, scope="function")
+    for depends in reversed(dependencies):
+        dependant.dependencies.insert(
+            0, get_parameterless_sub_dependant(depends=depends, path=path)
+        )
+    return dependant
+
+
+def embed_body_fields(dependant: Dependant) -> bool:
+    """Whether the body is an object keyed by parameter (FastAPI's embed rules)."""
+    return _should_embed_body_fields(_get_flat_body_params(dependant))
+
+
+def cache_key(dependant: Dependant) -> tuple[Any, ...]:
+    """The key FastAPI caches this dependency's value under, within one request."""
+    return _get_cache_key(dependant=dependant)
+
+
+def oauth_scopes(dependant: Dependant) -> list[str]:
+    """The OAuth scopes `SecurityScopes` receives for this dependant."""
+    return _get_oauth_scopes(dependant=dependant)
+
+
+async def solve_generator(
+    dependant: Dependant, *, values: dict[str, Any], stack: Any, request: Request
+) -> Any:
+    """Enter a ``yield`` dependency on ``stack`` exactly as FastAPI does (threads, shielding)."""
+    return await _solve_generator(
+        dependant=dependant, stack=stack, sub_values=values, request=request
+    )
+
+
+def validate_field(field: ModelField, value: Any, *, loc: tuple[str, ...]) -> tuple[Any, list[Any]]:
+    """Validate one parameter value (`Undefined` when absent) as FastAPI does."""
+    return _validate_value_with_model_field(field=field, value=value, values={}, loc=loc)
+
+
+def single_body_field(fields: list[ModelField], *, embed: bool) -> ModelField | None:
+    """The field that receives the whole body, when FastAPI would not embed ``fields``."""
+    if len(fields) != 1 or embed or _should_embed_body_fields(fields):
+        return None
+    return None if _get_form_models(fields[0]) else fields[0]

@@ -1,0 +1,281 @@
+"""A handler's dependency graph compiled once, then solved per message like FastAPI's solver.
+
+`compile_plan` resolves what never depends on the message: the graph, each callable's kind
+(sync, coroutine, ``yield``), cache keys, the parameter fields and which of them receives the
+whole body. `solve_plan` walks it in FastAPI's order (sub-dependencies first, depth first; a
+sub-dependency with errors is skipped, its siblings still run; then path, query, header, cookie
+and body values; errors accumulated, never raised) and reuses FastAPI's own functions for
+validation and ``yield`` dependencies. Dependency overrides are not handled here: the session
+falls back to FastAPI's solver when one applies. `tests/test_messages_parity.py` holds both
+to the same results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from fastapi.background import BackgroundTasks
+from fastapi.security import SecurityScopes
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import _compat
+
+__all__ = ["Node", "Plan", "compile_plan", "solve_plan"]
+
+
+class Kind(Enum):
+    """How a dependency is called."""
+
+    SYNC = "sync"  # in the thread pool
+    ASYNC = "async"  # awaited
+    GENERATOR = "generator"  # entered on an exit stack (sync or async ``yield``)
+
+
+class Source(Enum):
+    """Where a parameter's value comes from, in the order FastAPI reads them."""
+
+    PATH = "path"
+    QUERY = "query"
+    HEADER = "header"
+    COOKIE = "cookie"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One dependant with everything that does not depend on the message."""
+
+    dependant: _compat.Dependant
+    call: Callable[..., Any]
+    name: str | None
+    kind: Kind
+    cache_key: tuple[Any, ...]
+    use_cache: bool
+    function_scope: bool
+    concurrency: Any
+    children: tuple[Node, ...]
+    params: tuple[tuple[Source, list[_compat.ModelField]], ...]
+    body_fields: list[_compat.ModelField]
+    single_body: _compat.ModelField | None
+    specials: tuple[tuple[str, str], ...]  # (kind of injected object, parameter name)
+    scopes: tuple[str, ...]
+    simple: bool  # no parameters at all: called with no arguments
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A compiled handler: its root node and what the session needs per message."""
+
+    root: Node
+    call: Callable[..., Any]
+    is_coroutine: bool
+    calls: tuple[Callable[..., Any], ...]
+    has_body: bool
+    has_generators: bool
+    embed_body_fields: bool
+
+    def overridden(self, overrides: Mapping[Any, Any]) -> bool:
+        """Whether ``overrides`` replace a dependency of this graph (then FastAPI solves)."""
+        return any(call in overrides for call in self.calls)
+
+
+def _kind(call: Callable[..., Any]) -> Kind:
+    if _compat.is_gen_callable(call) or _compat.is_async_gen_callable(call):
+        return Kind.GENERATOR
+    return Kind.ASYNC if _compat.is_coroutine_callable(call) else Kind.SYNC
+
+
+def _specials(dependant: _compat.Dependant) -> tuple[tuple[str, str], ...]:
+    names = (
+        ("connection", dependant.http_connection_param_name),
+        ("request", dependant.request_param_name),
+        ("background", dependant.background_tasks_param_name),
+        ("response", dependant.response_param_name),
+        ("scopes", dependant.security_scopes_param_name),
+    )
+    return tuple((what, name) for what, name in names if name)
+
+
+def _node(dependant: _compat.Dependant, embed: bool) -> Node:
+    assert dependant.call is not None
+    params = tuple(
+        (source, fields)
+        for source, fields in (
+            (Source.PATH, dependant.path_params),
+            (Source.QUERY, dependant.query_params),
+            (Source.HEADER, dependant.header_params),
+            (Source.COOKIE, dependant.cookie_params),
+        )
+        if fields
+    )
+    children = tuple(_node(sub, embed) for sub in dependant.dependencies)
+    specials = _specials(dependant)
+    body = dependant.body_params
+    return Node(
+        dependant=dependant,
+        call=dependant.call,
+        name=dependant.name,
+        kind=_kind(dependant.call),
+        cache_key=_compat.cache_key(dependant),
+        use_cache=dependant.use_cache,
+        function_scope=dependant.scope == "function",
+        concurrency=dependant.concurrency,
+        children=children,
+        params=params,
+        body_fields=body,
+        single_body=_compat.single_body_field(body, embed=embed) if body else None,
+        specials=specials,
+        scopes=tuple(_compat.oauth_scopes(dependant)),
+        simple=not (children or params or body or specials),
+    )
+
+
+def _walk(node: Node) -> list[Node]:
+    nodes = [node]
+    for child in node.children:
+        nodes.extend(_walk(child))
+    return nodes
+
+
+def compile_plan(dependant: _compat.Dependant, *, embed_body_fields: bool) -> Plan:
+    """Compile a handler's `Dependant` once."""
+    root = _node(dependant, embed_body_fields)
+    nodes = _walk(root)
+    return Plan(
+        root=root,
+        call=root.call,
+        is_coroutine=_compat.is_coroutine_callable(root.call),
+        calls=tuple(node.call for node in nodes[1:]),
+        has_body=any(node.body_fields for node in nodes),
+        has_generators=any(node.kind is Kind.GENERATOR for node in nodes[1:]),
+        embed_body_fields=embed_body_fields,
+    )
+
+
+class _Context:
+    """Per-message state shared by the whole graph, as FastAPI's solver threads it."""
+
+    __slots__ = ("background", "body", "cache", "message", "response")
+
+    def __init__(self, message: Request, body: Any) -> None:
+        self.message = message
+        self.body = body
+        self.cache: dict[tuple[Any, ...], Any] = {}
+        self.background: BackgroundTasks | None = None
+        self.response: Response | None = None
+
+
+async def solve_plan(
+    plan: Plan, message: Request, body: Any
+) -> tuple[dict[str, Any], list[Any], BackgroundTasks | None]:
+    """Solve ``plan`` for one message: (handler arguments, validation errors, background)."""
+    context = _Context(message, body)
+    values, errors = await _solve(plan.root, context, plan.embed_body_fields)
+    return values, errors, context.background
+
+
+async def _solve(node: Node, ctx: _Context, embed: bool) -> tuple[dict[str, Any], list[Any]]:
+    values: dict[str, Any] = {}
+    errors: list[Any] = []
+    cache = ctx.cache
+    for sub in node.children:
+        sub_values: dict[str, Any] = {}
+        if not sub.simple:
+            sub_values, sub_errors = await _solve(sub, ctx, embed)
+            if sub_errors:
+                errors.extend(sub_errors)
+                continue
+        key = sub.cache_key
+        if sub.use_cache and key in cache:
+            solved = cache[key]
+        else:
+            solved = await _call(sub, sub_values, ctx)
+        if sub.name is not None:
+            values[sub.name] = solved
+        if key not in cache:
+            cache[key] = solved
+    if node.params:
+        _read_params(node, ctx.message, values, errors)
+    if node.body_fields:
+        await _read_body(node, ctx.body, embed, values, errors)
+    if node.specials:
+        _inject(node, ctx, values)
+    return values, errors
+
+
+async def _call(node: Node, values: dict[str, Any], ctx: _Context) -> Any:
+    if node.kind is Kind.GENERATOR:
+        scope = ctx.message.scope
+        stack: AsyncExitStack = scope[
+            "fastapi_function_astack" if node.function_scope else "fastapi_inner_astack"
+        ]
+        return await _compat.solve_generator(
+            node.dependant, values=values, stack=stack, request=ctx.message
+        )
+    if node.concurrency is not None:
+        async with node.concurrency.get_semaphore():
+            return await _call_plain(node, values)
+    return await _call_plain(node, values)
+
+
+async def _call_plain(node: Node, values: dict[str, Any]) -> Any:
+    if node.kind is Kind.ASYNC:
+        return await node.call(**values)
+    return await run_in_threadpool(node.call, **values)
+
+
+def _read_params(node: Node, message: Request, values: dict[str, Any], errors: list[Any]) -> None:
+    for source, fields in node.params:
+        received: Any
+        if source is Source.PATH:
+            received = message.path_params
+        elif source is Source.HEADER:
+            received = message.headers
+        elif source is Source.QUERY:
+            received = message.query_params
+        else:
+            received = message.cookies
+        found, failed = _compat.request_params_to_args(fields, received)
+        values.update(found)
+        errors.extend(failed)
+
+
+async def _read_body(
+    node: Node, body: Any, embed: bool, values: dict[str, Any], errors: list[Any]
+) -> None:
+    field = node.single_body
+    if field is not None:
+        value, failed = _compat.validate_field(field, body, loc=("body",))
+        values[field.name] = value
+    else:
+        found, failed = await _compat.request_body_to_args(node.body_fields, body, embed)
+        values.update(found)
+    errors.extend(failed)
+
+
+def _inject(node: Node, ctx: _Context, values: dict[str, Any]) -> None:
+    for what, name in node.specials:
+        if what == "connection" or what == "request":
+            values[name] = ctx.message
+        elif what == "background":
+            if ctx.background is None:
+                ctx.background = BackgroundTasks()
+            values[name] = ctx.background
+        elif what == "response":
+            values[name] = _response(ctx)
+        else:
+            values[name] = SecurityScopes(scopes=list(node.scopes))
+
+
+def _response(ctx: _Context) -> Response:
+    if ctx.response is None:
+        response = Response()
+        del response.headers["content-length"]
+        response.status_code = None  # type: ignore[assignment]
+        ctx.response = response
+    return ctx.response
