@@ -34,6 +34,7 @@ from fastapi.dependencies.utils import (
 from fastapi.dependencies.utils import request_body_to_args as request_body_to_args
 from fastapi.dependencies.utils import request_params_to_args as request_params_to_args
 from fastapi.dependencies.utils import solve_dependencies as solve_dependencies
+from fastapi.routing import APIRouter
 from starlette.requests import Request
 
 from .exceptions import UnsupportedFastAPIWarning
@@ -50,6 +51,7 @@ __all__ = [
     "is_async_gen_callable",
     "is_coroutine_callable",
     "is_gen_callable",
+    "mark_routes_changed",
     "oauth_scopes",
     "request_body_to_args",
     "request_params_to_args",
@@ -142,3 +144,8 @@ def single_body_field(fields: list[ModelField], *, embed: bool) -> ModelField | 
     if len(fields) != 1 or embed or _should_embed_body_fields(fields):
         return None
     return None if _get_form_models(fields[0]) else fields[0]
+
+
+def mark_routes_changed(router: APIRouter) -> None:
+    """Tell FastAPI that ``router.routes`` was changed by hand (it caches by routes version)."""
+    router._mark_routes_changed()
