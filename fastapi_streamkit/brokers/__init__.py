@@ -2,5 +2,6 @@
 
 from .base import Broker as Broker
 from .base import Message as Message
+from .memory import MemoryBroker as MemoryBroker
 
-__all__ = ["Broker", "Message"]
+__all__ = ["Broker", "MemoryBroker", "Message"]
