@@ -9,6 +9,7 @@ bytes (base64), NaN/inf (as null). MessagePack needs the ``[msgpack]`` extra.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
 Serializer = Callable[[Any], Any]
 """Turns an object the default encoder cannot handle into a JSON-able value."""
 
+msgspec: Any
 try:
     import msgspec
 except ImportError:  # pragma: no cover - exercised by the no-extras CI job
@@ -62,7 +64,7 @@ def json_encoder(serializer: Serializer | None = None) -> Callable[[Any], bytes]
 
         def encode_msgspec(obj: Any) -> bytes:
             try:
-                return encode(obj)
+                return encode(obj)  # type: ignore[no-any-return]
             except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
                 raise EncodeError(f"cannot encode {type(obj).__name__} as JSON: {exc}") from exc
 
@@ -111,16 +113,19 @@ def msgpack_encoder(serializer: Serializer | None = None) -> Callable[[Any], byt
         try:
             return encode(obj)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-            raise EncodeError(
-                f"cannot encode {type(obj).__name__} as MessagePack: {exc}"
-            ) from exc
+            raise EncodeError(f"cannot encode {type(obj).__name__} as MessagePack: {exc}") from exc
 
     return encode_msgpack
 
 
+@functools.cache
+def _default_msgpack_encoder() -> Callable[[Any], bytes]:
+    return msgpack_encoder()
+
+
 def msgpack_encode(obj: Any) -> bytes:
     """Encode ``obj`` as MessagePack with the default rules."""
-    return msgpack_encoder()(obj)
+    return _default_msgpack_encoder()(obj)
 
 
 def msgpack_decode(data: bytes, *, max_size: int | None = None) -> Any:
