@@ -149,3 +149,98 @@ def single_body_field(fields: list[ModelField], *, embed: bool) -> ModelField | 
 def mark_routes_changed(router: APIRouter) -> None:
     """Tell FastAPI that ``router.routes`` was changed by hand (it caches by routes version)."""
     router._mark_routes_changed()
+
+
+# --- connections (connection.py): our WebSocket on FastAPI's WebSocket routes -------------
+# FastAPI builds every WebSocket connection as a plain Starlette `WebSocket`, and
+# `include_router` rebuilds each `APIWebSocketRoute` as a plain one (dropping its class);
+# these helpers let `connection.py` run FastAPI's own WebSocket pipeline with our class.
+
+from contextlib import AsyncExitStack  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from fastapi.routing import (  # noqa: E402
+    APIWebSocketRoute,
+    _get_scope_included_router,
+    _IncludedRouter,
+    _update_scope,
+)
+from fastapi.routing import get_websocket_app as _get_websocket_app  # noqa: E402
+from fastapi.telemetry._api import _route_selected  # noqa: E402
+from starlette._exception_handler import wrap_app_handling_exceptions  # noqa: E402
+from starlette.routing import BaseRoute, Match  # noqa: E402
+from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
+from starlette.websockets import WebSocket  # noqa: E402
+
+
+def websocket_session_app(
+    dependant: Dependant,
+    *,
+    websocket_class: type[WebSocket],
+    dependency_overrides_provider: Any | None,
+    embed_body_fields: bool,
+) -> ASGIApp:
+    """FastAPI's ``websocket_session(get_websocket_app(...))``, building ``websocket_class``."""
+    func = _get_websocket_app(
+        dependant=dependant,
+        dependency_overrides_provider=dependency_overrides_provider,
+        embed_body_fields=embed_body_fields,
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = websocket_class(scope, receive=receive, send=send)
+
+        async def run(scope: Scope, receive: Receive, send: Send) -> None:
+            async with AsyncExitStack() as request_stack:
+                scope["fastapi_inner_astack"] = request_stack
+                async with AsyncExitStack() as function_stack:
+                    scope["fastapi_function_astack"] = function_stack
+                    await func(session)
+
+        await wrap_app_handling_exceptions(run, session)(scope, receive, send)
+
+    return app
+
+
+@dataclass(frozen=True)
+class IncludedWebSocket:
+    """A WebSocket route of an included router, matched for one connection."""
+
+    route: BaseRoute
+    """The route as registered on the included router (its class is kept)."""
+    effective: APIWebSocketRoute
+    """FastAPI's rebuild of it: prefixed path, include-level dependencies first."""
+    dependency_overrides_provider: Any | None
+    child_scope: Scope
+
+
+def included_websocket(router: APIRouter, scope: Scope) -> IncludedWebSocket | None:
+    """The route of ``router`` (reached by ``include_router``) that this WebSocket scope hits."""
+    included = _get_scope_included_router(scope)
+    if not isinstance(included, _IncludedRouter) or included.original_router is not router:
+        return None
+    match, child_scope, _, context = included._match(scope)
+    if match is not Match.FULL or context is None:
+        return None
+    if not isinstance(context.starlette_route, APIWebSocketRoute):
+        return None
+    return IncludedWebSocket(
+        route=context.original_route,
+        effective=context.starlette_route,
+        dependency_overrides_provider=included.include_context.dependency_overrides_provider,
+        child_scope=child_scope,
+    )
+
+
+def select_included_websocket(scope: Scope, target: IncludedWebSocket) -> None:
+    """Update ``scope`` as FastAPI does when it selects ``target`` (path params, telemetry)."""
+    _update_scope(scope, target.child_scope)
+    _route_selected(scope=scope, path=target.effective.path_format)
+
+
+__all__ += [
+    "IncludedWebSocket",
+    "included_websocket",
+    "select_included_websocket",
+    "websocket_session_app",
+]
