@@ -53,6 +53,7 @@ __all__ = [
     "is_gen_callable",
     "mark_routes_changed",
     "oauth_scopes",
+    "python_validator",
     "request_body_to_args",
     "request_params_to_args",
     "single_body_field",
@@ -244,3 +245,9 @@ __all__ += [
     "select_included_websocket",
     "websocket_session_app",
 ]
+
+
+def python_validator(field: ModelField) -> Callable[..., Any] | None:
+    """The ``validate_python`` that ``field.validate`` calls, or None if it has none."""
+    adapter = getattr(field, "_type_adapter", None)
+    return None if adapter is None else adapter.validate_python

@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi.background import BackgroundTasks
 from fastapi.security import SecurityScopes
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -62,6 +63,7 @@ class Node:
     params: tuple[tuple[Source, list[_compat.ModelField]], ...]
     body_fields: list[_compat.ModelField]
     single_body: _compat.ModelField | None
+    validate_body: Callable[..., Any] | None  # the single body field's validate_python
     specials: tuple[tuple[str, str], ...]  # (kind of injected object, parameter name)
     scopes: tuple[str, ...]
     simple: bool  # no parameters at all: called with no arguments
@@ -116,6 +118,7 @@ def _node(dependant: _compat.Dependant, embed: bool) -> Node:
     children = tuple(_node(sub, embed) for sub in dependant.dependencies)
     specials = _specials(dependant)
     body = dependant.body_params
+    single_body = _compat.single_body_field(body, embed=embed) if body else None
     return Node(
         dependant=dependant,
         call=dependant.call,
@@ -128,7 +131,8 @@ def _node(dependant: _compat.Dependant, embed: bool) -> Node:
         children=children,
         params=params,
         body_fields=body,
-        single_body=_compat.single_body_field(body, embed=embed) if body else None,
+        single_body=single_body,
+        validate_body=_compat.python_validator(single_body) if single_body else None,
         specials=specials,
         scopes=tuple(_compat.oauth_scopes(dependant)),
         simple=not (children or params or body or specials),
@@ -155,6 +159,9 @@ def compile_plan(dependant: _compat.Dependant, *, embed_body_fields: bool) -> Pl
         has_generators=any(node.kind is Kind.GENERATOR for node in nodes[1:]),
         embed_body_fields=embed_body_fields,
     )
+
+
+_NO_VALUES: dict[str, Any] = {}  # never mutated: passed as ``**`` to parameterless calls
 
 
 class _Context:
@@ -184,7 +191,7 @@ async def _solve(node: Node, ctx: _Context, embed: bool) -> tuple[dict[str, Any]
     errors: list[Any] = []
     cache = ctx.cache
     for sub in node.children:
-        sub_values: dict[str, Any] = {}
+        sub_values: dict[str, Any] = _NO_VALUES
         if not sub.simple:
             sub_values, sub_errors = await _solve(sub, ctx, embed)
             if sub_errors:
@@ -193,6 +200,8 @@ async def _solve(node: Node, ctx: _Context, embed: bool) -> tuple[dict[str, Any]
         key = sub.cache_key
         if sub.use_cache and key in cache:
             solved = cache[key]
+        elif sub.kind is Kind.ASYNC and sub.concurrency is None:
+            solved = await sub.call(**sub_values)
         else:
             solved = await _call(sub, sub_values, ctx)
         if sub.name is not None:
@@ -249,12 +258,19 @@ async def _read_body(
     node: Node, body: Any, embed: bool, values: dict[str, Any], errors: list[Any]
 ) -> None:
     field = node.single_body
-    if field is not None:
-        value, failed = _compat.validate_field(field, body, loc=("body",))
-        values[field.name] = value
-    else:
+    if field is None:
         found, failed = await _compat.request_body_to_args(node.body_fields, body, embed)
         values.update(found)
+        errors.extend(failed)
+        return
+    if body is not _compat.Undefined and node.validate_body is not None:
+        try:  # what FastAPI's ModelField.validate does; it reports the errors below
+            values[field.name] = node.validate_body(body, from_attributes=True)
+            return
+        except ValidationError:
+            pass
+    value, failed = _compat.validate_field(field, body, loc=("body",))
+    values[field.name] = value
     errors.extend(failed)
 
 

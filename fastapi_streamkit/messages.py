@@ -46,28 +46,18 @@ round-trips; there are no query parameters or cookies.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from contextlib import AsyncExitStack
-from types import TracebackType
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
-from fastapi.exceptions import FastAPIError, RequestValidationError
-from starlette.applications import Starlette
-from starlette.background import BackgroundTasks
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import Message
 
 from . import _compat
-from ._plan import Plan, compile_plan, solve_plan
+from ._dispatch import MessageSession, ProviderFactory
 
-__all__ = ["MessageSession", "StreamMessage"]
-
-ProviderFactory = Callable[[], Any]
-_NO_RESULT: Any = object()
+__all__ = ["MessageHeaders", "MessageSession", "StreamMessage"]
 
 
 class MessageHeaders(Headers):
@@ -94,6 +84,18 @@ class MessageHeaders(Headers):
         raise KeyError(key)
 
 
+_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "http_version": "1.1",
+    "method": "POST",
+    "scheme": "http",
+    "root_path": "",
+    "query_string": b"",
+    "client": None,
+    "server": None,
+}
+
+
 class StreamMessage(Request):
     """A broker message as a Starlette `Request` over a minimal ASGI scope (POST ``/<topic>``)."""
 
@@ -105,27 +107,20 @@ class StreamMessage(Request):
         *,
         topic: str | None = None,
     ) -> None:
-        raw = [(k.lower().encode("latin-1"), v.encode()) for k, v in (headers or {}).items()]
-        url_path = "/" + (topic or "")
-        super().__init__(
-            {
-                "type": "http",
-                "asgi": {"version": "3.0", "spec_version": "2.4"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": url_path,
-                "raw_path": url_path.encode(),
-                "root_path": "",
-                "query_string": b"",
-                "headers": raw,
-                "client": None,
-                "server": None,
-                "path_params": dict(path) if path else {},
-                "topic": topic,
-            },
-            self._receive_body,
+        raw = (
+            [(k.lower().encode("latin-1"), v.encode()) for k, v in headers.items()]
+            if headers
+            else []
         )
+        url_path = "/" + topic if topic else "/"
+        scope = _SCOPE.copy()
+        scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+        scope["path"] = url_path
+        scope["raw_path"] = url_path.encode()
+        scope["headers"] = raw
+        scope["path_params"] = dict(path) if path else {}
+        scope["topic"] = topic
+        super().__init__(scope, self._receive_body)
         self._body = body.encode() if isinstance(body, str) else body
         self._headers = MessageHeaders(raw=raw)
         self._body_sent = False
@@ -149,154 +144,3 @@ class StreamMessage(Request):
     ) -> MessageSession:
         """Build once per handler: ``await session(message)`` runs it for one message."""
         return MessageSession(dependant, provider_factory)
-
-
-def _json_error(exc: Exception, pos: int | str) -> RequestValidationError:
-    msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-    error = {
-        "type": "json_invalid",
-        "loc": ("body", pos),
-        "msg": "JSON decode error",
-        "input": {},
-        "ctx": {"error": msg},
-    }
-    return RequestValidationError([error], body=getattr(exc, "doc", None))
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.partition(";")[0].strip().lower()
-    maintype, _, subtype = media.partition("/")
-    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
-
-
-def read_body(message: StreamMessage) -> Any:
-    """The body value FastAPI's solver expects: decoded JSON, raw bytes, or `Undefined`."""
-    body = message._body
-    if not body:
-        return _compat.Undefined
-    content_type = message._headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
-        return body
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise _json_error(exc, exc.pos) from exc
-    except UnicodeDecodeError as exc:
-        raise _json_error(exc, exc.start) from exc
-
-
-class MessageSession:
-    """FastAPI dependency injection for one handler; call it once per message."""
-
-    __slots__ = ("_dependant", "_embed", "_has_body", "_plan", "_provider_factory")
-
-    def __init__(self, dependant: _compat.Dependant, provider_factory: ProviderFactory) -> None:
-        if dependant.call is None:
-            raise TypeError(
-                "get_session() expected a Dependant of a handler (dependant.call is None); "
-                "build it with fastapi_streamkit._compat.build_dependant(handler, path=...)"
-            )
-        self._dependant = dependant
-        self._provider_factory = provider_factory
-        self._embed = _compat.embed_body_fields(dependant)
-        self._plan: Plan = compile_plan(dependant, embed_body_fields=self._embed)
-        self._has_body = self._plan.has_body
-
-    @property
-    def dependant(self) -> _compat.Dependant:
-        """The handler's FastAPI `Dependant`."""
-        return self._dependant
-
-    async def __call__(self, message: StreamMessage) -> Any:
-        """Run the handler for ``message``; every teardown has run when this returns."""
-        async with _MessageRun(self, message) as result:
-            return result
-
-    def open(self, message: StreamMessage) -> _MessageRun:
-        """``async with session.open(message) as result``: teardown after the block."""
-        return _MessageRun(self, message)
-
-
-class _MessageRun:
-    """One message through one session: solve, call, then teardown on exit."""
-
-    __slots__ = ("_background", "_message", "_request_stack", "_session")
-
-    def __init__(self, session: MessageSession, message: StreamMessage) -> None:
-        self._session = session
-        self._message = message
-        self._request_stack = AsyncExitStack()
-        self._background: BackgroundTasks | None = None
-
-    async def __aenter__(self) -> Any:
-        session = self._session
-        message = self._message
-        provider = session._provider_factory()
-        if isinstance(provider, Starlette):
-            message.scope.setdefault("app", provider)
-        body = read_body(message) if session._has_body else _compat.Undefined
-        stack = self._request_stack
-        await stack.__aenter__()
-        try:
-            result = await self._run(provider, body)
-        except BaseException as exc:
-            if not await stack.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-            raise _swallowed(exc) from exc
-        return result
-
-    async def _run(self, provider: Any, body: Any) -> Any:
-        session = self._session
-        message = self._message
-        overrides = getattr(provider, "dependency_overrides", None)
-        function_stack = AsyncExitStack()
-        message.scope["fastapi_inner_astack"] = self._request_stack
-        message.scope["fastapi_function_astack"] = function_stack
-        result = _NO_RESULT
-        async with function_stack:
-            if overrides and session._plan.overridden(overrides):
-                solved = await _compat.solve_dependencies(
-                    request=message,
-                    dependant=session._dependant,
-                    body=body,
-                    dependency_overrides_provider=provider,
-                    async_exit_stack=self._request_stack,
-                    embed_body_fields=session._embed,
-                )
-                values, errors = solved.values, solved.errors
-                self._background = solved.background_tasks
-            else:
-                values, errors, self._background = await solve_plan(session._plan, message, body)
-            if errors:
-                raise RequestValidationError(errors, body=body)
-            call = session._plan.call
-            if session._plan.is_coroutine:
-                result = await call(**values)
-            else:
-                result = await run_in_threadpool(call, **values)
-        if result is _NO_RESULT:  # a dependency swallowed the handler's exception
-            raise _swallowed(None)
-        return result
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        stack = self._request_stack
-        if exc is None and self._background is not None:
-            try:
-                await self._background()
-            except BaseException as bg_exc:
-                await stack.__aexit__(type(bg_exc), bg_exc, bg_exc.__traceback__)
-                raise
-        await stack.__aexit__(exc_type, exc, tb)
-        return False
-
-
-def _swallowed(exc: BaseException | None) -> FastAPIError:
-    return FastAPIError(
-        "The handler produced no result: a dependency with yield caught an exception "
-        f"({exc!r}) without raising it again. Re-raise it in the dependency's except block."
-    )
