@@ -61,6 +61,7 @@ class _Run:
         self.state: dict[str, Any] = {}
         self.error: BaseException | None = None
         self.violation: str | None = None
+        self.crash: str | None = None
         self.awaiting: str | None = None
         self.finished = anyio.Event()
         self.stack = contextlib.AsyncExitStack()
@@ -216,10 +217,14 @@ class SubAppLifespan:
             return await run.app_inbox.receive()
 
         async def send(message: Message) -> None:
+            kind = message.get("type")
             expected = _REPLIES.get(run.awaiting or "", ())
-            if message.get("type") not in expected:
+            if kind not in expected:
+                if kind == "lifespan.shutdown.failed" and self.phase is LifespanPhase.STARTED:
+                    run.crash = str(message.get("message") or "").strip() or "(no message)"
+                    return  # the app's lifespan died while running (FastStream does this)
                 run.violation = (
-                    f"sent {message.get('type')!r} while the server awaited "
+                    f"sent {kind!r} while the server awaited "
                     f"{' or '.join(expected) or 'nothing'} (ASGI lifespan protocol violation)"
                 )
                 raise RuntimeError(f"{self.label} {run.violation}")
@@ -232,6 +237,8 @@ class SubAppLifespan:
                 run.error = exc
         run.finished.set()
         run.from_app.close()
+        if self.phase is LifespanPhase.STARTED:
+            logger.error("%s: its lifespan ended while the app runs%s", self.label, _outcome(run))
 
 
 def _failed(label: str, step: str, reply: Message) -> str:
@@ -240,6 +247,8 @@ def _failed(label: str, step: str, reply: Message) -> str:
 
 
 def _outcome(run: _Run) -> str:
+    if run.crash is not None:
+        return f": it sent lifespan.shutdown.failed:\n{run.crash}"
     if run.violation is not None:
         return f": it {run.violation}"
     if run.error is not None:

@@ -9,6 +9,8 @@ The pieces, for `StreamRouter` and for users who compose their own lifespans:
 - `LifespanPart` (a Protocol): ``label`` plus ``async startup()`` / ``async shutdown()``.
 - `CallbackPart(label, startup=..., shutdown=...)`: a part from plain callables (sync or async,
   one or a list read at call time), e.g. hooks; `LifespanMount` is a part too.
+- `ContextPart(label, context)`: a part around an async context manager (a user lifespan),
+  exited as on a clean exit, so a later part's failure shuts it down for real.
 - `run_parts(parts)`: ``async with run_parts(parts): ...`` starts the parts in order. When one
   fails, what already started is shut down (really, in reverse), then `LifespanStartupError`
   names the failing part and carries its traceback text. On exit every started part is stopped
@@ -33,7 +35,7 @@ import inspect
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import anyio
 from starlette.applications import Starlette
@@ -46,12 +48,15 @@ from .exceptions import LifespanError, LifespanShutdownError, LifespanStartupErr
 
 __all__ = [
     "CallbackPart",
+    "ContextPart",
     "LifespanMount",
     "LifespanPart",
     "LifespanPhase",
     "mount",
     "run_parts",
 ]
+
+T = TypeVar("T")
 
 Hook = Callable[[], object]
 """A zero-argument callable; when it returns an awaitable, that is awaited."""
@@ -115,6 +120,38 @@ class CallbackPart:
 
     def __repr__(self) -> str:
         return f"CallbackPart({self._label!r})"
+
+
+class ContextPart(Generic[T]):
+    """A `LifespanPart` around an async context manager, exited as on a clean exit.
+
+    A failure of a later part therefore shuts it down for real (code after its ``yield``
+    runs) instead of throwing the error into it. ``value`` is what it entered with.
+    """
+
+    def __init__(self, label: str, context: AbstractAsyncContextManager[T]) -> None:
+        self._label = label
+        self._context = context
+        self._value: T | None = None
+
+    @property
+    def label(self) -> str:
+        """The name given at construction."""
+        return self._label
+
+    @property
+    def value(self) -> T | None:
+        """What entering the context returned (None before)."""
+        return self._value
+
+    async def startup(self) -> None:
+        """Enter the context."""
+        self._value = await self._context.__aenter__()
+
+    async def shutdown(self) -> None:
+        """Exit the context as if its block had ended normally (not shielded: it may close
+        task groups the context opened, which must happen in the scope they were opened in)."""
+        await self._context.__aexit__(None, None, None)
 
 
 async def _call_all(hooks: Hook | Sequence[Hook] | None) -> None:
@@ -242,8 +279,9 @@ class _HostLifespan:
 
     @asynccontextmanager
     async def _run(self, app: object) -> AsyncIterator[Mapping[str, Any] | None]:
-        async with self.inner(app) as state, run_parts(tuple(self.mounts)):
-            yield state
+        host = ContextPart("the host's lifespan", self.inner(app))
+        async with run_parts((host, *self.mounts)):
+            yield host.value
 
 
 def mount(
