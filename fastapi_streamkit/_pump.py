@@ -1,51 +1,41 @@
 """The streaming engine behind every streaming response: one anyio task group per response.
 
-    response task ── task group ─┬─ listener: receive() until http.disconnect → cancel the group
-                                 │            (EventStream: also sends `: ping` while idle)
+    response task ── task group ─┬─ listener: receive() until http.disconnect → cancel the group;
+                                 │    also sends, between two receives: the items the body left
+                                 │    buffered when its source suspended, and `: ping` when idle
                                  └─ body (the response task itself), inside a shutdown scope:
-                                      open source → [prime] → send head → pump → final message
-                                      finally: close the source (shielded), unregister
+                                      open source → [prime] → head → pump → final message;
+                                      finally: close the source (shielded)
 
-Disconnect cancels the whole group; `request_shutdown()` cancels only the shutdown scope, so the
-body still sends its final message. Items that are ready (the source returns without suspending)
-are encoded into one buffer and sent as one ASGI message; a full buffer is followed by a
-checkpoint, so a source that never awaits cannot starve the event loop.
+A disconnect cancels the whole group; `request_shutdown()` cancels only the shutdown scope, so
+the body still sends its final message. Items the source returns without suspending are encoded
+into one buffer and sent as one ASGI message; when the source suspends, a loop callback wakes the
+listener, which sends the buffer, so nothing ready waits for the next item. A full buffer is
+followed by a checkpoint: a source that never awaits cannot starve the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-import sniffio
 from starlette.types import Message, Receive, Send
 
 from ._shutdown import open_streams
+from ._sources import DONE, close_source, thread_limiter
+from .codecs import encode_error, json_encoder_into
 from .exceptions import SlowClientError
 
-__all__ = ["BodyPump", "StreamState", "close_source", "thread_limiter"]
+__all__ = ["BodyPump", "StreamState"]
 
 _BATCH_BYTES = 64 * 1024
-_BATCH_ITEMS = 1024
-_DONE = object()  # the source is exhausted
 _UNPRIMED = object()  # no item was fetched before the head
-_THREADS = 256
-_limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar("streamkit_limiter")
-
-
-def thread_limiter() -> anyio.CapacityLimiter:
-    """The package's own worker-thread limiter (one per event loop) for sync sources."""
-    try:
-        return _limiter.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(_THREADS)
-        _limiter.set(limiter)
-        return limiter
+_json_into = json_encoder_into()
 
 
 class StreamState(enum.Enum):
@@ -58,53 +48,32 @@ class StreamState(enum.Enum):
     FINISHED = "finished"
 
 
-class _Resume:
-    """Await the rest of a coroutine that was stepped by hand until it suspended."""
-
-    __slots__ = ("_step", "_yielded")
-
-    def __init__(self, step: Any, yielded: Any) -> None:
-        self._step = step
-        self._yielded = yielded
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        step, yielded = self._step, self._yielded
-        while True:
-            try:
-                sent = yield yielded
-            except GeneratorExit:
-                step.close()
-                raise
-            except BaseException as exc:  # cancellation included: forward it to the source
-                try:
-                    yielded = step.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    yielded = step.send(sent)
-                except StopIteration as done:
-                    return done.value
-
-
 class BodyPump:
-    """Streams one response body: listener, pings, shutdown, send timeout, source closing."""
+    """Streams one response body: listener, pings, shutdown, send timeout, source closing.
+
+    ``frame=(prefix, suffix)`` lets plain dict items take the fast path: JSON written straight
+    into the batch buffer between prefix and suffix; everything else goes through ``encode``.
+    """
 
     __slots__ = (
         "state",
+        "_buffer",
+        "_busy",
+        "_call_soon",
         "_encode",
-        "_send",
-        "_send_timeout",
+        "_error",
+        "_frame",
+        "_group",
         "_ping",
         "_ping_interval",
-        "_sends",
-        "_sending",
-        "_ping_done",
-        "_scope",
-        "_group",
-        "_call_soon",
-        "_error",
         "_preamble",
+        "_scope",
+        "_send",
+        "_send_timeout",
+        "_sending",
+        "_sends",
+        "_suspended",
+        "_wait",
     )
 
     def __init__(
@@ -112,21 +81,23 @@ class BodyPump:
         send: Send,
         encode: Callable[[Any], bytes],
         *,
+        frame: tuple[bytes, bytes] | None = None,
         send_timeout: float | None = None,
         ping: bytes | None = None,
         ping_interval: float | None = None,
         preamble: bytes | None = None,
     ) -> None:
-        self._preamble = preamble
         self.state = StreamState.CONNECTING
-        self._encode = encode
-        self._send = send
-        self._send_timeout = send_timeout
-        self._ping = ping
+        self._send, self._encode, self._send_timeout = send, encode, send_timeout
+        self._frame = frame if _json_into is not None else None
+        self._ping, self._preamble = ping, preamble
         self._ping_interval = ping_interval if ping else None
+        self._buffer = bytearray()
+        self._busy: anyio.Event | None = None  # set while the listener sends
+        self._sending = False  # the body task is inside send()
         self._sends = 0
-        self._sending = False
-        self._ping_done: anyio.Event | None = None
+        self._suspended = False
+        self._wait: anyio.CancelScope | None = None  # the listener's current receive()
         self._scope = anyio.CancelScope()
         self._group: anyio.CancelScope | None = None
         self._call_soon: Callable[[Callable[[], None]], Any] | None = None
@@ -139,8 +110,8 @@ class BodyPump:
         start: Callable[[], Message] | None,
         *,
         prime: bool = False,
-    ) -> bool:
-        """Stream the body; True when it ended without an error (normally, disconnect, shutdown)."""
+    ) -> None:
+        """Stream the body (after the head from ``start``, if given) until it ends."""
         self._register()
         try:
             async with anyio.create_task_group() as group:
@@ -155,7 +126,6 @@ class BodyPump:
             open_streams.discard(id(self))
         if self._error is not None:
             raise self._error
-        return self.state is not StreamState.DISCONNECTED
 
     def _register(self) -> None:
         try:
@@ -184,167 +154,158 @@ class BodyPump:
                 return
             source = open_source()
             try:
-                first = await self._next(source) if prime else _UNPRIMED
+                first = await _next(source) if prime else _UNPRIMED
                 if start is not None:
-                    await self._send(start())
+                    await self._send_message(start())
                 head_sent = True
                 self.state = StreamState.STREAMING
                 if self._preamble:
                     await self._send_body(self._preamble)
-                if first is not _DONE:
+                if first is not DONE:
                     await self._pump(source, first)
             finally:
                 with anyio.CancelScope(shield=True):
                     await close_source(source)
-        if not head_sent and self.state is StreamState.SHUTTING_DOWN:
-            if start is not None:
-                await self._send(start())
+        if not head_sent and self.state is StreamState.SHUTTING_DOWN and start is not None:
+            await self._send_message(start())
             head_sent = True
         if head_sent and self.state is not StreamState.DISCONNECTED:
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._send_message(
+                {"type": "http.response.body", "body": b"", "more_body": False}
+            )
             if self.state is StreamState.STREAMING:
                 self.state = StreamState.FINISHED
-
-    async def _next(self, source: Any) -> Any:
-        if isinstance(source, Iterator):
-            return await anyio.to_thread.run_sync(next, source, _DONE, limiter=thread_limiter())
-        try:
-            return await source.__anext__()
-        except StopAsyncIteration:
-            return _DONE
 
     async def _pump(self, source: Any, first: Any) -> None:
         if first is not _UNPRIMED:
             await self._send_body(self._encode(first))
         if isinstance(source, Iterator):
-            await self._pump_sync(source)
-        elif sniffio.current_async_library() == "asyncio":
+            encode, limiter, run = self._encode, thread_limiter(), anyio.to_thread.run_sync
+            while (item := await run(next, source, DONE, limiter=limiter)) is not DONE:
+                await self._send_body(encode(item))
+        else:
             await self._pump_batched(source)
-        else:  # pragma: no cover - trio: no hand-stepping, one message per item
-            async for item in source:
-                await self._send_body(self._encode(item))
-                await anyio.lowlevel.checkpoint()
-
-    async def _pump_sync(self, source: Iterator[Any]) -> None:
-        encode, limiter, run = self._encode, thread_limiter(), anyio.to_thread.run_sync
-        while (item := await run(next, source, _DONE, limiter=limiter)) is not _DONE:
-            await self._send_body(encode(item))
 
     async def _pump_batched(self, source: AsyncIterator[Any]) -> None:
-        encode, anext = self._encode, source.__anext__
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            step: Any = anext()
-            if not hasattr(step, "send"):
-                step = step.__await__()
-            try:
-                suspended = step.send(None)
-            except StopIteration as done:
-                item = done.value
-            except StopAsyncIteration:
-                break
-            else:
-                if chunks:
-                    await self._send_body(b"".join(chunks))
-                    chunks, size = [], 0
+        encode, into, buffer, limit = self._encode, _json_into, self._buffer, _BATCH_BYTES
+        prefix, suffix = self._frame or (b"", b"")
+        fast_type = dict if self._frame is not None else None
+        call_soon = asyncio.get_running_loop().call_soon
+        call_soon(self._on_suspend)
+        async for item in source:
+            if self._suspended:  # the task yielded since the watch was armed: re-arm it
+                self._suspended = False
+                call_soon(self._on_suspend)
+            if type(item) is fast_type:
+                buffer += prefix
                 try:
-                    item = await _Resume(step, suspended)
-                except StopAsyncIteration:
-                    break
-            data = encode(item)
-            chunks.append(data)
-            size += len(data)
-            if size >= _BATCH_BYTES or len(chunks) >= _BATCH_ITEMS:
-                await self._send_body(b"".join(chunks))
-                chunks, size = [], 0
+                    into(item, buffer, -1)  # type: ignore[misc]
+                except Exception as exc:
+                    raise encode_error(item, exc) from exc
+                buffer += suffix
+            else:
+                buffer += encode(item)
+            if len(buffer) >= limit:
+                await self._flush()
                 await anyio.lowlevel.checkpoint()
-        if chunks:
-            await self._send_body(b"".join(chunks))
+        await self._flush()
+
+    def _on_suspend(self) -> None:
+        """A loop callback: the body task yielded. Wake the listener to send what is ready."""
+        self._suspended = True
+        if self._buffer and self._wait is not None:
+            self._wait.cancel()
+
+    async def _flush(self) -> None:
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            await self._send_body(data)
 
     async def _send_body(self, data: bytes) -> None:
         await self._send_message({"type": "http.response.body", "body": data, "more_body": True})
 
     async def _send_message(self, message: Message) -> None:
-        if self._ping_done is not None:
-            await self._ping_done.wait()
+        while self._busy is not None:
+            await self._busy.wait()
         self._sending = True
         try:
-            if self._send_timeout is None:
-                await self._send(message)
-            else:
-                await self._send_bounded(message, self._send_timeout)
-        except OSError:  # ASGI 2.4 servers report a gone client by failing the send
-            await self._disconnected()
+            await self._send_bounded(message)
         finally:
             self._sending = False
         self._sends += 1
 
-    async def _disconnected(self) -> None:
-        if self.state is not StreamState.FINISHED:
-            self.state = StreamState.DISCONNECTED
-        assert self._group is not None
-        self._group.cancel()
-        await anyio.lowlevel.checkpoint()
-
-    async def _send_bounded(self, message: Message, seconds: float) -> None:
+    async def _send_bounded(self, message: Message) -> None:
         try:
-            with anyio.fail_after(seconds):
+            if self._send_timeout is None:
                 await self._send(message)
+                return
+            with anyio.fail_after(self._send_timeout):
+                await self._send(message)
+        except OSError:  # ASGI 2.4 servers may report a gone client by failing the send
+            if self.state is not StreamState.FINISHED:
+                self.state = StreamState.DISCONNECTED
+            assert self._group is not None
+            self._group.cancel()
+            await anyio.lowlevel.checkpoint()
         except TimeoutError as exc:
             raise SlowClientError(
                 f"the client did not accept {len(message.get('body', b''))} bytes within "
-                f"send_timeout={seconds}s; the stream was aborted. Raise send_timeout for "
-                "slow clients, or leave it None to wait forever"
+                f"send_timeout={self._send_timeout}s, so the stream was aborted; raise "
+                "send_timeout for slow clients, or leave it None to wait forever"
             ) from exc
 
     async def _listen(self, receive: Receive) -> None:
         try:
             await self._listen_until_disconnect(receive)
-        except Exception as exc:  # a failed ping: end the stream, raise it from run()
+        except Exception as exc:  # a failed background send: raise it from run()
             self._error = exc
-        if self._group is not None:
-            self._group.cancel()
+        assert self._group is not None
+        self._group.cancel()
 
     async def _listen_until_disconnect(self, receive: Receive) -> None:
         interval, seen = self._ping_interval, 0
         while True:
-            if interval is None:
-                message = await receive()
-            else:
-                with anyio.move_on_after(interval) as waited:
+            message = None
+            with anyio.CancelScope() as wait:
+                if interval is not None:
+                    wait.deadline = anyio.current_time() + interval
+                self._wait = wait
+                if not self._buffer or self._sending:  # else a wake-up came before the scope
                     message = await receive()
-                if waited.cancelled_caught:
-                    idle = seen == self._sends and not self._sending
-                    if idle and self.state is StreamState.STREAMING:
-                        await self._send_ping()
-                    seen = self._sends
-                    continue
-            if message["type"] == "http.disconnect":
-                if self.state is not StreamState.FINISHED:
-                    self.state = StreamState.DISCONNECTED
-                return
+            self._wait = None
+            if message is not None:
+                if message["type"] == "http.disconnect":
+                    if self.state is not StreamState.FINISHED:
+                        self.state = StreamState.DISCONNECTED
+                    return
+            elif self._buffer and not self._sending:
+                data = bytes(self._buffer)
+                self._buffer.clear()
+                await self._send_aside(data)
+            elif interval is not None and anyio.current_time() >= wait.deadline:
+                idle = seen == self._sends and not self._sending
+                if idle and self._ping is not None and self.state is StreamState.STREAMING:
+                    await self._send_aside(self._ping)
+                seen = self._sends
 
-    async def _send_ping(self) -> None:
-        assert self._ping is not None
-        done = self._ping_done = anyio.Event()
+    async def _send_aside(self, data: bytes) -> None:
+        """Send from the listener; the body task waits for it before its own next send."""
+        busy = self._busy = anyio.Event()
         try:
-            message = {"type": "http.response.body", "body": self._ping, "more_body": True}
-            if self._send_timeout is None:
-                await self._send(message)
-            else:
-                await self._send_bounded(message, self._send_timeout)
+            await self._send_bounded(
+                {"type": "http.response.body", "body": data, "more_body": True}
+            )
+            self._sends += 1
         finally:
-            self._ping_done = None
-            done.set()
+            self._busy = None
+            busy.set()
 
 
-async def close_source(source: Any) -> None:
-    """Close a source so its ``finally`` runs: ``aclose()`` or ``close()`` in a worker thread."""
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        await aclose()
-        return
-    close = getattr(source, "close", None)
-    if close is not None:
-        await anyio.to_thread.run_sync(close, limiter=thread_limiter())
+async def _next(source: Any) -> Any:
+    if isinstance(source, Iterator):
+        return await anyio.to_thread.run_sync(next, source, DONE, limiter=thread_limiter())
+    try:
+        return await source.__anext__()
+    except StopAsyncIteration:
+        return DONE

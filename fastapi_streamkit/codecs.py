@@ -22,6 +22,8 @@ __all__ = [
     "Serializer",
     "json_decode",
     "json_encoder",
+    "encode_error",
+    "json_encoder_into",
     "json_encode",
     "msgpack_decode",
     "msgpack_encoder",
@@ -143,3 +145,20 @@ def _check_size(data: bytes | str, max_size: int | None) -> None:
         raise DecodeError(
             f"expected at most {max_size} bytes, got {len(data)}; raise the size limit to accept it"
         )
+
+
+def json_encoder_into() -> Callable[[Any, bytearray, int], None] | None:
+    """msgspec's ``encode_into(obj, buffer, -1)``, appending JSON to a buffer; None without it.
+
+    The streaming hot path: no intermediate bytes object per item. Callers turn its
+    ``TypeError``/``ValueError`` into `EncodeError` (see `encode_error`).
+    """
+    if msgspec is None:
+        return None
+    encoder = msgspec.json.Encoder(enc_hook=_hook(None), decimal_format="string")
+    return encoder.encode_into  # type: ignore[no-any-return]
+
+
+def encode_error(obj: Any, exc: Exception) -> EncodeError:
+    """The `EncodeError` for ``obj`` that failed to encode as JSON with ``exc``."""
+    return EncodeError(f"cannot encode {type(obj).__name__} as JSON: {exc}")

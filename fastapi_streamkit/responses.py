@@ -12,7 +12,7 @@ Deliberate differences from Starlette's `StreamingResponse` (otherwise a drop-in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
 import anyio
@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from ._pump import BodyPump, close_source
+from ._pump import BodyPump
+from ._sources import close_source, is_iterable, opener
 from .codecs import json_encode, msgpack_encoder
 from .exceptions import EncodeError
 
@@ -74,31 +75,6 @@ def _encode_chunk(encoding: str) -> Callable[[Any], bytes]:
     return encode
 
 
-def _open(content: Any) -> Callable[[], Any]:
-    """A function that turns ``content`` into an iterator when the body starts."""
-
-    def open_source() -> Any:
-        source = content() if callable(content) and not _is_iterable(content) else content
-        if isinstance(source, AsyncIterable):
-            return source.__aiter__()
-        if isinstance(source, (str, bytes, memoryview)):
-            source = (source,)
-        if isinstance(source, Sequence):
-            return _ready(source)
-        return iter(source)
-
-    return open_source
-
-
-def _is_iterable(content: Any) -> bool:
-    return isinstance(content, (Iterable, AsyncIterable))
-
-
-async def _ready(items: Sequence[Any]) -> Any:
-    for item in items:
-        yield item
-
-
 class ASGIStreamingResponse:
     """A low-level ASGI streaming response; ``await send_body(send, receive)`` emits the body."""
 
@@ -106,6 +82,7 @@ class ASGIStreamingResponse:
         "background",
         "encode_item",
         "encoding",
+        "frame",
         "is_head_response",
         "iterator",
         "on_head",
@@ -149,6 +126,7 @@ class ASGIStreamingResponse:
         raw.extend(_cookie_headers(cookies))
         self.raw_headers = raw
         self.encode_item: Callable[[Any], bytes] = _encode_chunk(encoding)
+        self.frame: tuple[bytes, bytes] | None = None
         self.send_timeout: float | None = None
         self.ping: bytes | None = None
         self.ping_interval: float | None = None
@@ -162,18 +140,21 @@ class ASGIStreamingResponse:
         if self.is_head_response or scope.get("method") == "HEAD":
             await self._send_head_only(send)
         else:
-            await self._pump(send).run(receive, _open(self.iterator), self._start, prime=self.prime)
+            await self._pump(send).run(
+                receive, opener(self.iterator), self._start, prime=self.prime
+            )
         if self.background is not None:
             await self.background()
 
     async def send_body(self, send: Send, receive: Receive) -> None:
         """Emit the body events (the head was sent already), stopping on a disconnect."""
-        await self._pump(send).run(receive, _open(self.iterator), None)
+        await self._pump(send).run(receive, opener(self.iterator), None)
 
     def _pump(self, send: Send) -> BodyPump:
         return BodyPump(
             send,
             self.encode_item,
+            frame=self.frame,
             send_timeout=self.send_timeout,
             ping=self.ping,
             ping_interval=self.ping_interval,
@@ -192,7 +173,7 @@ class ASGIStreamingResponse:
         }
 
     async def _send_head_only(self, send: Send) -> None:
-        if not callable(self.iterator) or _is_iterable(self.iterator):
+        if not callable(self.iterator) or is_iterable(self.iterator):
             with anyio.CancelScope(shield=True):
                 await close_source(self.iterator)
         await send(
@@ -242,6 +223,10 @@ class Stream(Response):
         """The function that turns one item of ``content`` into body bytes."""
         return _encode_chunk(self.encoding)
 
+    def item_frame(self) -> tuple[bytes, bytes] | None:
+        """``(prefix, suffix)`` around the JSON of a plain dict item, for the fast path."""
+        return None
+
     def to_asgi_response(
         self,
         request: Request | None,
@@ -276,6 +261,7 @@ class Stream(Response):
 
     def _configure(self, response: ASGIStreamingResponse) -> None:
         response.encode_item = self.item_encoder()
+        response.frame = self.item_frame()
         response.send_timeout = self.send_timeout
         response.prime = self.prime
         response.on_head = self.on_head
@@ -325,6 +311,9 @@ class JSONLines(Stream):
         if adapter is None:
             return lambda item: json_encode(item) + b"\n"
         return lambda item: adapter.dump_json(adapter.validate_python(item)) + b"\n"
+
+    def item_frame(self) -> tuple[bytes, bytes] | None:
+        return (b"", b"\n") if self.item_type is None else None
 
 
 class MsgPackStream(Stream):

@@ -205,6 +205,9 @@ class EventStream(Stream):
     def item_encoder(self) -> Callable[[Any], bytes]:
         return sse_encoder(self.item_type)
 
+    def item_frame(self) -> tuple[bytes, bytes] | None:
+        return (b"data: ", b"\n\n") if self.item_type is None else None
+
     def _configure(self, response: ASGIStreamingResponse) -> None:
         super()._configure(response)
         if self.ping_interval:
