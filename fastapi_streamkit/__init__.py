@@ -1,5 +1,7 @@
 """fastapi_streamkit: streaming, messaging, lifespan mounting and AsyncAPI for FastAPI."""
 
+from typing import TYPE_CHECKING
+
 from .brokers import MemoryBroker as MemoryBroker
 from .connection import Accept as Accept
 from .connection import Request as Request
@@ -10,12 +12,16 @@ from .lifespan import LifespanMount as LifespanMount
 from .lifespan import mount as mount
 from .messages import StreamMessage as StreamMessage
 
+if TYPE_CHECKING:
+    from .brokers.redis import RedisBroker as RedisBroker
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Accept",
     "LifespanMount",
     "MemoryBroker",
+    "RedisBroker",
     "Request",
     "StreamMessage",
     "StreamRoute",
@@ -24,3 +30,12 @@ __all__ = [
     "__version__",
     "mount",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Import `RedisBroker` on first use: it needs the optional ``[redis]`` extra."""
+    if name == "RedisBroker":
+        from .brokers.redis import RedisBroker
+
+        return RedisBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

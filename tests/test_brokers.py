@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 Factory = Callable[..., Awaitable[Any]]
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
     """Build started brokers of one kind (all sharing one store), closed after the test."""
     started: list[Any] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-__all__ = ["IdClock", "TopicPattern", "format_id", "parse_id"]
+__all__ = ["IdClock", "TopicPattern", "check_publish", "format_id", "parse_id"]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
@@ -98,3 +98,23 @@ class IdClock:
         last_ms, last_seq = self.last
         self.last = (ms, 0) if ms > last_ms else (last_ms, last_seq + 1)
         return self.last
+
+
+def check_publish(
+    topic: str, body: bytes, headers: dict[str, str] | None
+) -> tuple[bytes, dict[str, str]]:
+    """The body as bytes and a copy of the headers; TypeError/ValueError when malformed."""
+    if not isinstance(topic, str) or not topic or "{" in topic or "}" in topic:
+        raise ValueError(f"publish needs a topic name without {{param}} parts, got {topic!r}")
+    if not isinstance(body, bytes):
+        if not isinstance(body, bytearray | memoryview):
+            raise TypeError(
+                f"a message body must be bytes, got {type(body).__name__}; encode it first "
+                "(StreamRouter.publish encodes str and JSON-able objects for you)"
+            )
+        body = bytes(body)
+    copied = dict(headers) if headers else {}
+    for name, value in copied.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"message headers must map str to str, got {name!r}: {value!r}")
+    return body, copied

@@ -24,7 +24,7 @@ from itertools import islice
 import anyio
 
 from ..exceptions import BrokerNotRunning
-from ._topics import IdClock, TopicPattern, format_id, parse_id
+from ._topics import IdClock, TopicPattern, check_publish, format_id, parse_id
 from .base import Message
 
 __all__ = ["MemoryBroker"]
@@ -131,7 +131,7 @@ class MemoryBroker:
     ) -> str:
         """Append a message to ``topic``, wake its subscribers and return its id."""
         self._check_running("publish")
-        body, headers = _checked(topic, body, headers)
+        body, headers = check_publish(topic, body, headers)
         key = self._clock.next()
         message_id = format_id(key)
         message = Message(id=message_id, topic=topic, body=body, headers=headers)
@@ -189,25 +189,6 @@ class MemoryBroker:
     def _forget(self, sub: _Subscription) -> None:
         self._subs.discard(sub)
         self._watchers.clear()
-
-
-def _checked(
-    topic: str, body: bytes, headers: dict[str, str] | None
-) -> tuple[bytes, dict[str, str]]:
-    if not isinstance(topic, str) or not topic or "{" in topic or "}" in topic:
-        raise ValueError(f"publish needs a topic name without {{param}} parts, got {topic!r}")
-    if not isinstance(body, bytes):
-        if not isinstance(body, bytearray | memoryview):
-            raise TypeError(
-                f"a message body must be bytes, got {type(body).__name__}; encode it first "
-                "(StreamRouter.publish encodes str and JSON-able objects for you)"
-            )
-        body = bytes(body)
-    copied = dict(headers) if headers else {}
-    for name, value in copied.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"message headers must map str to str, got {name!r}: {value!r}")
-    return body, copied
 
 
 class _Subscription:
