@@ -7,20 +7,19 @@ the router is included.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Lifespan
 
 from . import _compat
 from ._router_lifespan import Hooks, RouterLifespan
-from ._routing import StreamingAPIRoute as StreamRoute  # TODO(connection.py): StreamRoute
 from ._subscriber import Handled, Subscriber, encode_body
 from .brokers._topics import TopicPattern
 from .brokers.base import Broker
 from .brokers.memory import MemoryBroker
+from .connection import ConnectionRouter
 from .exceptions import UsageError
 from .lifespan import LifespanMount
 
@@ -43,8 +42,12 @@ class Publisher:
         return f"Publisher({self.topic!r}, {self.handler.__qualname__})"
 
 
-class StreamRouter(APIRouter):
-    """An `APIRouter` with message subscribers, publishers, a broker and lifespan hooks."""
+class StreamRouter(ConnectionRouter):
+    """An `APIRouter` with message subscribers, publishers, a broker and lifespan hooks.
+
+    Its HTTP routes are `StreamRoute`s and its WebSocket routes inject our `WebSocket`
+    (``websocket_origins`` refuses handshakes from other origins; see `ConnectionRouter`).
+    """
 
     def __init__(
         self,
@@ -53,19 +56,17 @@ class StreamRouter(APIRouter):
         group: str | None = None,
         asyncapi_path: str | None = None,
         health_path: str | None = None,
-        websocket_origins: Iterable[str] | None = None,
+        websocket_origins: Sequence[str] | None = None,
         drain_timeout: float = 10.0,
         **kwargs: Any,
     ) -> None:
         if drain_timeout < 0:
             raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout!r}")
-        kwargs.setdefault("route_class", StreamRoute)
-        super().__init__(**kwargs)
+        super().__init__(websocket_origins=websocket_origins, **kwargs)
         self.broker: Broker = MemoryBroker() if broker is None else broker
         self.group = group
         self.asyncapi_path = asyncapi_path
         self.health_path = health_path
-        self.websocket_origins = None if websocket_origins is None else tuple(websocket_origins)
         self.drain_timeout = drain_timeout
         self.hooks = Hooks()
         self._subscribers: list[Subscriber] = []
