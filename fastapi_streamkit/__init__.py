@@ -11,6 +11,7 @@ from .exceptions import StreamkitError as StreamkitError
 from .lifespan import LifespanMount as LifespanMount
 from .lifespan import mount as mount
 from .messages import StreamMessage as StreamMessage
+from .router import StreamRouter as StreamRouter
 
 if TYPE_CHECKING:
     from .brokers.redis import RedisBroker as RedisBroker
@@ -25,6 +26,7 @@ __all__ = [
     "Request",
     "StreamMessage",
     "StreamRoute",
+    "StreamRouter",
     "StreamkitError",
     "WebSocket",
     "__version__",
