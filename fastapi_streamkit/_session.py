@@ -29,7 +29,6 @@ class SessionMixin(HTTPConnection):
 
     def set_session(self, value: Mapping[str, Any] | pydantic.BaseModel | Any) -> None:
         """Replace the session's content with ``value``: a mapping, pydantic model or dataclass."""
-        session = self._session_dict()
         if isinstance(value, pydantic.BaseModel):
             data: Mapping[str, Any] = value.model_dump(mode="json")
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -41,6 +40,7 @@ class SessionMixin(HTTPConnection):
                 f"set_session() expects a mapping, pydantic model or dataclass instance, "
                 f"got {type(value).__name__}"
             )
+        session = self._session_dict()
         session.clear()
         session.update(data)
 
