@@ -34,7 +34,7 @@ from fastapi.dependencies.utils import (
 from fastapi.dependencies.utils import request_body_to_args as request_body_to_args
 from fastapi.dependencies.utils import request_params_to_args as request_params_to_args
 from fastapi.dependencies.utils import solve_dependencies as solve_dependencies
-from fastapi.routing import APIRouter
+from fastapi.routing import APIRoute, APIRouter
 from starlette.requests import Request
 
 from .exceptions import UnsupportedFastAPIWarning
@@ -251,3 +251,22 @@ def python_validator(field: ModelField) -> Callable[..., Any] | None:
     """The ``validate_python`` that ``field.validate`` calls, or None if it has none."""
     adapter = getattr(field, "_type_adapter", None)
     return None if adapter is None else adapter.validate_python
+
+
+def effective_route_app(route: APIRoute, scope: Scope) -> tuple[ASGIApp, set[str] | None]:
+    """The ASGI app and methods that serve ``route`` for this scope (included routes differ)."""
+    from fastapi.routing import _get_scope_effective_route_context
+
+    context = _get_scope_effective_route_context(scope)
+    if context is not None and context.original_route is route:
+        assert context.app is not None
+        return context.app, context.methods
+    return route.app, route.methods
+
+
+def stream_item_field(route: APIRoute, item: Any) -> ModelField:
+    """The model field FastAPI keeps for a streaming route's items (OpenAPI components)."""
+    from fastapi.utils import create_model_field
+
+    name = "StreamItem_" + route.unique_id
+    return create_model_field(name=name, type_=item, mode="serialization")

@@ -176,9 +176,7 @@ class ASGIStreamingResponse:
         if not callable(self.iterator) or is_iterable(self.iterator):
             with anyio.CancelScope(shield=True):
                 await close_source(self.iterator)
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
+        await send(self._start())
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
