@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from ._shutdown import request_shutdown as request_shutdown
 from .brokers import MemoryBroker as MemoryBroker
 from .connection import Accept as Accept
 from .connection import Request as Request
@@ -11,7 +12,14 @@ from .exceptions import StreamkitError as StreamkitError
 from .lifespan import LifespanMount as LifespanMount
 from .lifespan import mount as mount
 from .messages import StreamMessage as StreamMessage
+from .responses import ASGIStreamingResponse as ASGIStreamingResponse
+from .responses import JSONLines as JSONLines
+from .responses import MsgPackStream as MsgPackStream
+from .responses import Stream as Stream
 from .router import StreamRouter as StreamRouter
+from .sse import EventStream as EventStream
+from .sse import LastEventID as LastEventID
+from .sse import ServerSentEvent as ServerSentEvent
 
 if TYPE_CHECKING:
     from .brokers.redis import RedisBroker as RedisBroker
@@ -19,11 +27,18 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASGIStreamingResponse",
     "Accept",
+    "EventStream",
+    "JSONLines",
+    "LastEventID",
     "LifespanMount",
     "MemoryBroker",
+    "MsgPackStream",
     "RedisBroker",
     "Request",
+    "ServerSentEvent",
+    "Stream",
     "StreamMessage",
     "StreamRoute",
     "StreamRouter",
@@ -31,6 +46,7 @@ __all__ = [
     "WebSocket",
     "__version__",
     "mount",
+    "request_shutdown",
 ]
 
 
