@@ -236,11 +236,12 @@ class BodyPump:
         self._sends += 1
 
     async def _send_bounded(self, message: Message) -> None:
+        # TimeoutError is an OSError: the deadline is checked on the scope, not by exception.
         try:
             if self._send_timeout is None:
                 await self._send(message)
                 return
-            with anyio.fail_after(self._send_timeout):
+            with anyio.move_on_after(self._send_timeout) as bounded:
                 await self._send(message)
         except OSError:  # ASGI 2.4 servers may report a gone client by failing the send
             if self.state is not StreamState.FINISHED:
@@ -248,12 +249,13 @@ class BodyPump:
             assert self._group is not None
             self._group.cancel()
             await anyio.lowlevel.checkpoint()
-        except TimeoutError as exc:
+            return
+        if bounded.cancelled_caught:
             raise SlowClientError(
                 f"the client did not accept {len(message.get('body', b''))} bytes within "
                 f"send_timeout={self._send_timeout}s, so the stream was aborted; raise "
                 "send_timeout for slow clients, or leave it None to wait forever"
-            ) from exc
+            )
 
     async def _listen(self, receive: Receive) -> None:
         try:
