@@ -443,3 +443,335 @@ async def test_unencodable_item_raises_encode_error_after_the_head(
     assert len(call.starts) == 1  # never a second response start
     assert not call.ended  # never a clean end
     assert marks.count("finally") == 1
+
+
+# -- over uvicorn: disconnects, capacity, slow clients, tight sources, bad input -------------
+
+
+@dataclasses.dataclass
+class Probe:
+    """What the server-side sources report to the tests (thread-safe)."""
+
+    marks: Marks = dataclasses.field(default_factory=Marks)
+    gates: dict[str, threading.Event] = dataclasses.field(default_factory=dict)
+    produced: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def gate(self, name: str) -> threading.Event:
+        return self.gates.setdefault(name, threading.Event())
+
+
+def make_app(probe: Probe) -> FastAPI:
+    app = FastAPI()
+    marks = probe.marks
+
+    @app.get("/idle/{name}")
+    async def idle(name: str) -> Stream:
+        async def source() -> AsyncIterator[bytes]:
+            try:
+                yield b"first"
+                await anyio.sleep_forever()
+            finally:
+                marks.hit(f"{name}:finally")
+
+        return Stream(source(), background=BackgroundTask(marks.hit, f"{name}:background"))
+
+    @app.get("/sync/{name}")
+    async def sync_stream(name: str) -> Stream:
+        gate = probe.gate(name)
+
+        def source() -> Iterator[bytes]:
+            try:
+                yield b"first"
+                marks.hit(f"{name}:waiting")
+                gate.wait(10)  # "between two yields", until the test opens the gate
+                marks.hit(f"{name}:yield")
+                yield b"second"
+                yield from iter(lambda: time.sleep(0.01) or b".", None)
+            finally:
+                marks.hit(f"{name}:finally")
+
+        return Stream(source(), background=BackgroundTask(marks.hit, f"{name}:background"))
+
+    @app.get("/ping")
+    def ping() -> str:  # a FastAPI sync endpoint: anyio's default thread limiter
+        return "pong"
+
+    @app.get("/stats")
+    async def stats() -> dict[str, int]:
+        return {
+            "tasks": len(asyncio.all_tasks()),
+            "borrowed": thread_limiter().borrowed_tokens,
+        }
+
+    @app.get("/slow/{name}")
+    async def slow(name: str) -> Stream:
+        chunk = b"x" * 65536
+
+        async def source() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    probe.produced[name] = probe.produced.get(name, 0) + len(chunk)
+                    yield chunk
+                    await anyio.sleep(0)
+            finally:
+                marks.hit(f"{name}:finally")
+
+        return Stream(source(), send_timeout=0.5)
+
+    @app.get("/tight/{name}")
+    async def tight(name: str) -> Stream:
+        async def source() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"0123456789" * 100  # never awaits
+            finally:
+                marks.hit(f"{name}:finally")
+
+        return Stream(source())
+
+    @app.get("/bad/{name}/{kind}")
+    async def bad(name: str, kind: str) -> Stream:
+        async def source() -> AsyncIterator[Any]:
+            try:
+                yield {"ok": 1} if kind != "raise" else b"ok"
+                await anyio.sleep(0.05)  # the first item reaches the client first
+                if kind == "raise":
+                    raise RuntimeError(f"source failed {name}")
+                yield Unencodable() if kind == "json" else BrokerMessage("7-0", b"\xff\xfe")
+            finally:
+                marks.hit(f"{name}:finally")
+
+        if kind == "sse-message":
+            return EventStream(source())  # type: ignore[return-value]
+        return Stream(source()) if kind == "raise" else JSONLines(source())
+
+    return app
+
+
+class Unencodable:
+    """No JSON form: the codec must refuse it."""
+
+
+@dataclasses.dataclass
+class BrokerMessage:
+    """Shaped like a broker message: ``id`` + ``body``; a non-UTF-8 body cannot be SSE data."""
+
+    id: str
+    body: bytes
+
+
+@dataclasses.dataclass
+class Server:
+    running: Running
+    probe: Probe
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    probe = Probe()
+    with serve(make_app(probe)) as running:
+        yield Server(running, probe)
+    for gate in probe.gates.values():  # never leave a worker thread waiting
+        gate.set()
+
+
+def _open(server: Server, path: str) -> RawClient:
+    client = RawClient(server.port, path)
+    status, headers = client.read_head()
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert client.read_chunk() == b"first"
+    return client
+
+
+def test_disconnect_closes_an_idle_async_source_within_100ms(server: Server) -> None:
+    marks = server.probe.marks
+    client = _open(server, "/idle/async-1")
+    client.close()
+    gone = time.monotonic()
+    wait_for(lambda: marks.count("async-1:finally") == 1, what="the source's finally")
+    assert marks.first("async-1:finally") - gone < BOUND
+    wait_for(lambda: marks.count("async-1:background") == 1, what="the background task")
+    time.sleep(0.05)
+    assert marks.count("async-1:finally") == marks.count("async-1:background") == 1
+
+
+def test_disconnect_closes_a_sync_source_at_its_next_yield(server: Server) -> None:
+    marks = server.probe.marks
+    client = _open(server, "/sync/sync-1")
+    wait_for(lambda: marks.count("sync-1:waiting") == 1, what="the source between two yields")
+    client.close()
+    time.sleep(0.1)  # the server noticed the disconnect; the source is still between yields
+    assert marks.count("sync-1:finally") == 0
+    server.probe.gate("sync-1").set()
+    wait_for(lambda: marks.count("sync-1:finally") == 1, what="the source's finally")
+    assert marks.first("sync-1:finally") - marks.first("sync-1:yield") < BOUND
+    wait_for(lambda: marks.count("sync-1:background") == 1, what="the background task")
+
+
+def _stats(server: Server) -> dict[str, int]:
+    response = httpx.get(f"{server.running.url}/stats", timeout=5)
+    return dict(response.json())
+
+
+def test_connect_disconnect_cycles_leave_no_task_and_no_busy_thread(server: Server) -> None:
+    marks = server.probe.marks
+    baseline = _stats(server)
+    assert baseline["borrowed"] == 0
+    for i in range(200):
+        if i % 2:
+            server.probe.gate(f"cycle-{i}").set()  # the sync source runs freely
+            client = _open(server, f"/sync/cycle-{i}")
+        else:
+            client = _open(server, f"/idle/cycle-{i}")
+        client.close()
+    finals = lambda: sum(marks.count(f"cycle-{i}:finally") for i in range(200))  # noqa: E731
+    wait_for(lambda: finals() == 200, timeout=10, what="200 sources closed")
+    wait_for(lambda: _stats(server) == baseline, timeout=5, what=f"tasks back to {baseline}")
+    assert sum(marks.count(f"cycle-{i}:background") for i in range(200)) == 200
+
+
+def test_open_sync_streams_do_not_block_fastapi_sync_endpoints(server: Server) -> None:
+    """anyio's default limiter has 40 threads: 100 blocked sync sources would take them all."""
+    marks = server.probe.marks
+    names = [f"many-{i}" for i in range(100)]
+    clients = []
+    try:
+        for name in names:
+            clients.append(_open(server, f"/sync/{name}"))
+        wait_for(lambda: all(marks.count(f"{n}:waiting") for n in names), timeout=10,
+                 what="100 sources blocked in worker threads")
+        assert _stats(server)["borrowed"] >= 100
+        response = httpx.get(f"{server.running.url}/ping", timeout=5)
+        assert response.json() == "pong"
+    finally:
+        for client in clients:
+            client.close()
+        for name in names:
+            server.probe.gate(name).set()
+    wait_for(lambda: all(marks.count(f"{n}:finally") for n in names), timeout=10,
+             what="100 sources closed")
+    wait_for(lambda: _stats(server)["borrowed"] == 0, what="no worker thread busy")
+
+
+def test_slow_client_is_aborted_by_send_timeout(server: Server) -> None:
+    """A client that stops reading behind a tiny receive window: the send blocks, the stream
+    is aborted after send_timeout=0.5 s, the source closed; what was produced stays bounded."""
+    marks = server.probe.marks
+    collect = Collect()
+    logging.getLogger("uvicorn.error").addHandler(collect)
+    client = RawClient(server.port, "/slow/slow-1", rcvbuf=4096)
+    try:
+        status, _ = client.read_head()
+        assert status == 200
+        # ...and never read again.
+        wait_for(lambda: marks.count("slow-1:finally") == 1, timeout=10, what="the abort")
+        produced = server.probe.produced["slow-1"]
+        time.sleep(0.3)
+        assert server.probe.produced["slow-1"] == produced  # the source stopped for good
+        # Bounded: what fits in the socket buffers plus one batch, not an ever-growing queue.
+        assert produced < 16 * 1024 * 1024, produced
+        wait_for(lambda: len(collect.records) > 0, what="the abort logged by uvicorn")
+    finally:
+        client.close()
+        logging.getLogger("uvicorn.error").removeHandler(collect)
+    errors = [r.exc_info[1] for r in collect.records if r.exc_info]
+    assert len(errors) == 1 and isinstance(errors[0], SlowClientError)
+    assert httpx.get(f"{server.running.url}/ping", timeout=5).json() == "pong"
+
+
+def test_slow_client_error_propagates_in_process() -> None:
+    marks = Marks()
+
+    async def source() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x"
+                await anyio.sleep(0)
+        finally:
+            marks.hit("finally")
+
+    async def stuck_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            await anyio.sleep_forever()
+
+    async def main() -> None:
+        call = ASGICall()
+        with anyio.fail_after(5), pytest.raises(SlowClientError, match="send_timeout=0.2"):
+            await Stream(source(), send_timeout=0.2)(call.scope, call.receive, stuck_send)
+
+    anyio.run(main)
+    assert marks.count("finally") == 1
+
+
+def test_tight_source_does_not_freeze_the_server(server: Server) -> None:
+    marks = server.probe.marks
+    client = RawClient(server.port, "/tight/tight-1")
+    stop = threading.Event()
+    received = 0
+
+    def read() -> None:
+        nonlocal received
+        client.read_head()
+        while not stop.is_set():
+            chunk = client.read_chunk()
+            assert chunk is not None
+            received += len(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: received > 1_000_000, timeout=10, what="the tight stream flowing")
+        for _ in range(3):  # answered while the tight source streams
+            assert httpx.get(f"{server.running.url}/ping", timeout=5).json() == "pong"
+        assert marks.count("tight-1:finally") == 0
+    finally:
+        stop.set()
+        reader.join(5)
+        client.close()
+    wait_for(lambda: marks.count("tight-1:finally") == 1, what="the tight source stopped")
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("raise", RuntimeError), ("json", EncodeError), ("sse-message", EncodeError)],
+)
+def test_bad_input_aborts_the_transfer_and_is_logged_once(
+    server: Server, kind: str, error: type[Exception]
+) -> None:
+    name, marks = f"bad-{kind}", server.probe.marks
+    collect = Collect()
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn.error")]
+    for logger in loggers:  # uvicorn.error does not propagate under uvicorn's log config
+        logger.addHandler(collect)
+    try:
+        client = RawClient(server.port, f"/bad/{name}/{kind}")
+        status, _ = client.read_head()
+        assert status == 200
+        body, terminated = client.read_to_end()  # bounded by the socket timeout: no hang
+        client.close()
+        assert not terminated  # a truncated transfer, never a clean end
+        assert b"HTTP/1.1" not in client.raw.partition(b"\r\n\r\n")[2]  # no second response
+        assert body in (b"ok", b'{"ok":1}\n', b'data: {"ok":1}\n\n')
+        wait_for(lambda: marks.count(f"{name}:finally") == 1, what="the source closed")
+        time.sleep(0.1)  # let any second log record arrive
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collect)
+    logged = [r for r in collect.records if r.exc_info and isinstance(r.exc_info[1], error)]
+    assert len(logged) == 1, [r.getMessage() for r in collect.records]
+    assert logged[0].exc_info is not None and logged[0].exc_info[2] is not None  # a traceback
+    errors = [r for r in collect.records if r.levelno >= logging.ERROR]
+    assert errors == logged
