@@ -35,6 +35,7 @@ from fastapi.dependencies.utils import request_body_to_args as request_body_to_a
 from fastapi.dependencies.utils import request_params_to_args as request_params_to_args
 from fastapi.dependencies.utils import solve_dependencies as solve_dependencies
 from fastapi.routing import APIRoute, APIRouter
+from pydantic_core import SchemaValidator
 from starlette.requests import Request
 
 from .exceptions import UnsupportedFastAPIWarning
@@ -248,9 +249,14 @@ __all__ += [
 
 
 def python_validator(field: ModelField) -> Callable[..., Any] | None:
-    """The ``validate_python`` that ``field.validate`` calls, or None if it has none."""
+    """The core ``validate_python`` that ``field.validate`` ends in, or None if none."""
     adapter = getattr(field, "_type_adapter", None)
-    return None if adapter is None else adapter.validate_python
+    if adapter is None:
+        return None
+    validator = adapter.validator  # (re)built here, once, if pydantic deferred it
+    if isinstance(validator, SchemaValidator):
+        return validator.validate_python
+    return None
 
 
 def effective_route_app(route: APIRoute, scope: Scope) -> tuple[ASGIApp, set[str] | None]:
@@ -270,3 +276,37 @@ def stream_item_field(route: APIRoute, item: Any) -> ModelField:
 
     name = "StreamItem_" + route.unique_id
     return create_model_field(name=name, type_=item, mode="serialization")
+
+
+# --- AsyncAPI (asyncapi.py): the routers an app includes and a handler's flat parameters ----
+
+
+def included_routers(routes: Sequence[BaseRoute]) -> list[APIRouter]:
+    """Every router reached by ``include_router`` from ``routes``, depth first, each once."""
+    found: list[APIRouter] = []
+
+    def walk(routes: Sequence[BaseRoute]) -> None:
+        for route in routes:
+            if isinstance(route, _IncludedRouter):
+                router = route.original_router
+                if all(seen is not router for seen in found):
+                    found.append(router)
+                walk(router.routes)
+
+    walk(routes)
+    return found
+
+
+def flat_params(dependant: Dependant) -> list[ModelField]:
+    """Path, query, header and cookie parameters of ``dependant`` and its sub-dependencies."""
+    from fastapi.dependencies.utils import get_flat_params
+
+    return get_flat_params(dependant)
+
+
+def flat_body_params(dependant: Dependant) -> list[ModelField]:
+    """The body parameters of ``dependant`` and its sub-dependencies, in FastAPI's order."""
+    return _get_flat_body_params(dependant)
+
+
+__all__ += ["flat_body_params", "flat_params", "included_routers"]

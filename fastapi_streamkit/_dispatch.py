@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from functools import lru_cache
 from types import TracebackType
 from typing import Any
 
@@ -22,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from . import _compat
-from ._plan import Plan, compile_plan, solve_plan
+from ._plan import Context, Plan, compile_plan, solve
 
 __all__ = ["MessageSession", "ProviderFactory", "read_body"]
 
@@ -43,8 +44,9 @@ def _json_error(exc: Exception, pos: int | str) -> RequestValidationError:
     return RequestValidationError([error], body=getattr(exc, "doc", None))
 
 
-def _is_json(content_type: str) -> bool:
-    media = content_type.partition(";")[0].strip().lower()
+@lru_cache(maxsize=64)
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.decode("latin-1").partition(";")[0].strip().lower()
     maintype, _, subtype = media.partition("/")
     return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
@@ -69,9 +71,9 @@ def read_body(message: Request) -> Any:
     body: bytes = message._body
     if not body:
         return _compat.Undefined
-    content_type = message.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
-        return body
+    for name, value in message.scope["headers"]:
+        if name == b"content-type":
+            return _loads(body) if _is_json(value) else body
     return _loads(body)
 
 
@@ -107,15 +109,16 @@ class MessageSession:
         if isinstance(provider, Starlette):
             message.scope.setdefault("app", provider)
         body = read_body(message) if plan.has_body else _compat.Undefined
-        values, errors, background = await solve_plan(plan, message, body)
-        if errors:
-            raise RequestValidationError(errors, body=body)
+        ctx = Context(message, body, plan.embed_body_fields)
+        values = await solve(plan.root, ctx)
+        if ctx.errors:
+            raise RequestValidationError(ctx.errors, body=body)
         if plan.is_coroutine:
             result = await plan.call(**values)
         else:
             result = await run_in_threadpool(plan.call, **values)
-        if background is not None:
-            await background()
+        if ctx.background is not None:
+            await ctx.background()
         return result
 
     def open(self, message: Request) -> _MessageRun:
@@ -146,9 +149,11 @@ class _MessageRun:
         overrides = getattr(provider, "dependency_overrides", None)
         use_solver = overrides is not None and bool(overrides) and plan.overridden(overrides)
         if not (use_solver or plan.has_generators):
-            values, errors, self._background = await solve_plan(plan, message, body)
-            if errors:
-                raise RequestValidationError(errors, body=body)
+            ctx = Context(message, body, plan.embed_body_fields)
+            values = await solve(plan.root, ctx)
+            if ctx.errors:
+                raise RequestValidationError(ctx.errors, body=body)
+            self._background = ctx.background
             return await _call(plan, values)
         stack = self._stack = AsyncExitStack()
         await stack.__aenter__()
@@ -180,7 +185,9 @@ class _MessageRun:
                 values, errors = solved.values, solved.errors
                 self._background = solved.background_tasks
             else:
-                values, errors, self._background = await solve_plan(plan, message, body)
+                ctx = Context(message, body, plan.embed_body_fields)
+                values = await solve(plan.root, ctx)
+                errors, self._background = ctx.errors, ctx.background
             if errors:
                 raise RequestValidationError(errors, body=body)
             result = await _call(plan, values)

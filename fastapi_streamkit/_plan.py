@@ -2,7 +2,7 @@
 
 `compile_plan` resolves what never depends on the message: the graph, each callable's kind
 (sync, coroutine, ``yield``), cache keys, the parameter fields and which of them receives the
-whole body. `solve_plan` walks it in FastAPI's order (sub-dependencies first, depth first; a
+whole body. `solve` walks it in FastAPI's order (sub-dependencies first, depth first; a
 sub-dependency with errors is skipped, its siblings still run; then path, query, header, cookie
 and body values; errors accumulated, never raised) and reuses FastAPI's own functions for
 validation and ``yield`` dependencies. Dependency overrides are not handled here: the session
@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from . import _compat
 
-__all__ = ["Node", "Plan", "compile_plan", "solve_plan"]
+__all__ = ["Context", "Node", "Plan", "compile_plan", "solve"]
 
 
 class Kind(Enum):
@@ -55,7 +55,7 @@ class Node:
     call: Callable[..., Any]
     name: str | None
     kind: Kind
-    cache_key: tuple[Any, ...]
+    cache_key: int  # FastAPI's cache key, interned: equal keys get the same int
     use_cache: bool
     function_scope: bool
     concurrency: Any
@@ -103,7 +103,7 @@ def _specials(dependant: _compat.Dependant) -> tuple[tuple[str, str], ...]:
     return tuple((what, name) for what, name in names if name)
 
 
-def _node(dependant: _compat.Dependant, embed: bool) -> Node:
+def _node(dependant: _compat.Dependant, embed: bool, keys: dict[Any, int]) -> Node:
     assert dependant.call is not None
     params = tuple(
         (source, fields)
@@ -115,7 +115,7 @@ def _node(dependant: _compat.Dependant, embed: bool) -> Node:
         )
         if fields
     )
-    children = tuple(_node(sub, embed) for sub in dependant.dependencies)
+    children = tuple(_node(sub, embed, keys) for sub in dependant.dependencies)
     specials = _specials(dependant)
     body = dependant.body_params
     single_body = _compat.single_body_field(body, embed=embed) if body else None
@@ -124,7 +124,7 @@ def _node(dependant: _compat.Dependant, embed: bool) -> Node:
         call=dependant.call,
         name=dependant.name,
         kind=_kind(dependant.call),
-        cache_key=_compat.cache_key(dependant),
+        cache_key=keys.setdefault(_compat.cache_key(dependant), len(keys)),
         use_cache=dependant.use_cache,
         function_scope=dependant.scope == "function",
         concurrency=dependant.concurrency,
@@ -148,7 +148,7 @@ def _walk(node: Node) -> list[Node]:
 
 def compile_plan(dependant: _compat.Dependant, *, embed_body_fields: bool) -> Plan:
     """Compile a handler's `Dependant` once."""
-    root = _node(dependant, embed_body_fields)
+    root = _node(dependant, embed_body_fields, {})
     nodes = _walk(root)
     return Plan(
         root=root,
@@ -164,38 +164,36 @@ def compile_plan(dependant: _compat.Dependant, *, embed_body_fields: bool) -> Pl
 _NO_VALUES: dict[str, Any] = {}  # never mutated: passed as ``**`` to parameterless calls
 
 
-class _Context:
-    """Per-message state shared by the whole graph, as FastAPI's solver threads it."""
+class Context:
+    """Per-message state shared by the whole graph, as FastAPI's solver threads it.
 
-    __slots__ = ("background", "body", "cache", "message", "response")
+    ``errors`` is shared too: a node's errors are appended in the order FastAPI's solver
+    concatenates them (sub-dependencies first, then the node's own parameters).
+    """
 
-    def __init__(self, message: Request, body: Any) -> None:
+    __slots__ = ("background", "body", "cache", "embed", "errors", "message", "response")
+
+    def __init__(self, message: Request, body: Any, embed: bool) -> None:
         self.message = message
         self.body = body
-        self.cache: dict[tuple[Any, ...], Any] = {}
+        self.embed = embed
+        self.cache: dict[int, Any] = {}
+        self.errors: list[Any] = []
         self.background: BackgroundTasks | None = None
         self.response: Response | None = None
 
 
-async def solve_plan(
-    plan: Plan, message: Request, body: Any
-) -> tuple[dict[str, Any], list[Any], BackgroundTasks | None]:
-    """Solve ``plan`` for one message: (handler arguments, validation errors, background)."""
-    context = _Context(message, body)
-    values, errors = await _solve(plan.root, context, plan.embed_body_fields)
-    return values, errors, context.background
-
-
-async def _solve(node: Node, ctx: _Context, embed: bool) -> tuple[dict[str, Any], list[Any]]:
+async def solve(node: Node, ctx: Context) -> dict[str, Any]:
+    """The arguments of ``node.call`` for this message; validation errors go to ``ctx.errors``."""
     values: dict[str, Any] = {}
-    errors: list[Any] = []
+    errors = ctx.errors
     cache = ctx.cache
     for sub in node.children:
-        sub_values: dict[str, Any] = _NO_VALUES
+        sub_values = _NO_VALUES
         if not sub.simple:
-            sub_values, sub_errors = await _solve(sub, ctx, embed)
-            if sub_errors:
-                errors.extend(sub_errors)
+            seen = len(errors)
+            sub_values = await solve(sub, ctx)
+            if len(errors) > seen:  # FastAPI skips a dependency whose parameters failed
                 continue
         key = sub.cache_key
         if sub.use_cache and key in cache:
@@ -210,14 +208,18 @@ async def _solve(node: Node, ctx: _Context, embed: bool) -> tuple[dict[str, Any]
             cache[key] = solved
     if node.params:
         _read_params(node, ctx.message, values, errors)
-    if node.body_fields:
-        await _read_body(node, ctx.body, embed, values, errors)
+    if node.single_body is not None:
+        _read_single_body(node, node.single_body, ctx.body, values, errors)
+    elif node.body_fields:
+        found, failed = await _compat.request_body_to_args(node.body_fields, ctx.body, ctx.embed)
+        values.update(found)
+        errors.extend(failed)
     if node.specials:
         _inject(node, ctx, values)
-    return values, errors
+    return values
 
 
-async def _call(node: Node, values: dict[str, Any], ctx: _Context) -> Any:
+async def _call(node: Node, values: dict[str, Any], ctx: Context) -> Any:
     if node.kind is Kind.GENERATOR:
         scope = ctx.message.scope
         stack: AsyncExitStack = scope[
@@ -254,15 +256,9 @@ def _read_params(node: Node, message: Request, values: dict[str, Any], errors: l
         errors.extend(failed)
 
 
-async def _read_body(
-    node: Node, body: Any, embed: bool, values: dict[str, Any], errors: list[Any]
+def _read_single_body(
+    node: Node, field: _compat.ModelField, body: Any, values: dict[str, Any], errors: list[Any]
 ) -> None:
-    field = node.single_body
-    if field is None:
-        found, failed = await _compat.request_body_to_args(node.body_fields, body, embed)
-        values.update(found)
-        errors.extend(failed)
-        return
     if body is not _compat.Undefined and node.validate_body is not None:
         try:  # what FastAPI's ModelField.validate does; it reports the errors below
             values[field.name] = node.validate_body(body, from_attributes=True)
@@ -274,7 +270,7 @@ async def _read_body(
     errors.extend(failed)
 
 
-def _inject(node: Node, ctx: _Context, values: dict[str, Any]) -> None:
+def _inject(node: Node, ctx: Context, values: dict[str, Any]) -> None:
     for what, name in node.specials:
         if what == "connection" or what == "request":
             values[name] = ctx.message
@@ -288,7 +284,7 @@ def _inject(node: Node, ctx: _Context, values: dict[str, Any]) -> None:
             values[name] = SecurityScopes(scopes=list(node.scopes))
 
 
-def _response(ctx: _Context) -> Response:
+def _response(ctx: Context) -> Response:
     if ctx.response is None:
         response = Response()
         del response.headers["content-length"]

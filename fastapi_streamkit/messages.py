@@ -93,6 +93,7 @@ _SCOPE: dict[str, Any] = {
     "query_string": b"",
     "client": None,
     "server": None,
+    "asgi": {"version": "3.0", "spec_version": "2.4"},
 }
 
 
@@ -114,7 +115,6 @@ class StreamMessage(Request):
         )
         url_path = "/" + topic if topic else "/"
         scope = _SCOPE.copy()
-        scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
         scope["path"] = url_path
         scope["raw_path"] = url_path.encode()
         scope["headers"] = raw
@@ -122,8 +122,16 @@ class StreamMessage(Request):
         scope["topic"] = topic
         super().__init__(scope, self._receive_body)
         self._body = body.encode() if isinstance(body, str) else body
-        self._headers = MessageHeaders(raw=raw)
         self._body_sent = False
+
+    @property
+    def headers(self) -> Headers:
+        """The message headers, case-insensitive (`MessageHeaders`)."""
+        try:
+            return self._headers
+        except AttributeError:
+            self._headers: Headers = MessageHeaders(raw=self.scope["headers"])
+            return self._headers
 
     @property
     def topic(self) -> str | None:
