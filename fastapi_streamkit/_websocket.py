@@ -78,17 +78,38 @@ class WebSocket(SessionMixin, StarletteWebSocket):
 
     async def receive(self) -> Message:
         """Receive an ASGI message; an oversized one closes with 1009 (see the module doc)."""
-        message = await super().receive()
-        limit = self.max_message_size
-        if limit is not None and message["type"] == "websocket.receive":
-            data = message.get("text")
-            if data is None:
-                data = message.get("bytes") or b""
-            size = _oversize(data, limit)
-            if size is not None:
-                await self._refuse(1009, f"expected a message of at most {limit} bytes, got {size}")
-                return {"type": "websocket.disconnect", "code": 1009, "reason": self._reason()}
-        return message
+        if self.client_state is not _CONNECTED:
+            return await super().receive()  # the handshake, or Starlette's error once closed
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            limit = self.max_message_size
+            if limit is not None:
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                if len(data) * 4 > limit and (size := _oversize(data, limit)) is not None:
+                    reason = f"expected a message of at most {limit} bytes, got {size}"
+                    await self._refuse(1009, reason)
+                    return {"type": "websocket.disconnect", "code": 1009, "reason": self._reason()}
+            return message
+        if kind == "websocket.disconnect":
+            self.client_state = WebSocketState.DISCONNECTED
+            return message
+        raise RuntimeError(
+            f'Expected ASGI message "websocket.receive" or "websocket.disconnect", but got {kind!r}'
+        )
+
+    async def send(self, message: Message) -> None:
+        """Send an ASGI message, checking state transitions exactly as Starlette does."""
+        if self.application_state is _CONNECTED and message["type"] == "websocket.send":
+            try:  # the hot path, without Starlette's full transition table
+                await self._send(message)
+            except OSError as exc:
+                self.application_state = WebSocketState.DISCONNECTED
+                raise WebSocketDisconnect(code=1006) from exc
+            return
+        await super().send(message)
 
     def _reason(self) -> str:
         return "" if self._refusal is None else self._refusal[1]
@@ -117,12 +138,6 @@ class WebSocket(SessionMixin, StarletteWebSocket):
             )
         return data  # type: ignore[no-any-return]
 
-    async def _decode(self, decode: Callable[[Any], Any], data: str | bytes) -> Any:
-        try:
-            return decode(data)
-        except DecodeError as exc:
-            raise await self._refuse(1007, str(exc)) from exc
-
     @overload
     async def receive_data(self, mode: Literal["text"]) -> str: ...
     @overload
@@ -142,12 +157,18 @@ class WebSocket(SessionMixin, StarletteWebSocket):
     async def receive_json(self, mode: str = "text") -> Any:
         """Receive a JSON document from a text (or ``mode="binary"``) frame."""
         data = await self._receive_payload(_check_mode(mode))
-        return await self._decode(json_decode, data)
+        try:
+            return json_decode(data)
+        except DecodeError as exc:
+            raise await self._refuse(1007, str(exc)) from exc
 
     async def receive_msgpack(self) -> Any:
         """Receive one MessagePack object from a binary frame."""
         data = await self._receive_payload("binary")
-        return await self._decode(msgpack_decode, data)
+        try:
+            return msgpack_decode(data)
+        except DecodeError as exc:
+            raise await self._refuse(1007, str(exc)) from exc
 
     @overload
     def iter_data(self, mode: Literal["text"] = "text") -> AsyncIterator[str]: ...

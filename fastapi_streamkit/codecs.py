@@ -9,7 +9,6 @@ bytes (base64), NaN/inf (as null). MessagePack needs the ``[msgpack]`` extra.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -87,13 +86,17 @@ json_encode = json_encoder()
 """Encode ``obj`` as compact JSON bytes with the default rules."""
 
 
+_json_decode: Callable[[bytes | str], Any] = (
+    pydantic_core.from_json if msgspec is None else msgspec.json.decode
+)
+
+
 def json_decode(data: bytes | str, *, max_size: int | None = None) -> Any:
     """Decode a JSON document; raise `DecodeError` with the reason when it is not valid."""
-    _check_size(data, max_size)
+    if max_size is not None:
+        _check_size(data, max_size)
     try:
-        if msgspec is not None:
-            return msgspec.json.decode(data)
-        return pydantic_core.from_json(data)
+        return _json_decode(data)
     except ValueError as exc:
         raise DecodeError(f"expected a JSON document, got invalid JSON: {exc}") from exc
 
@@ -120,23 +123,32 @@ def msgpack_encoder(serializer: Serializer | None = None) -> Callable[[Any], byt
     return encode_msgpack
 
 
-@functools.cache
-def _default_msgpack_encoder() -> Callable[[Any], bytes]:
-    return msgpack_encoder()
+_msgpack_encode: Callable[[Any], bytes] | None = (
+    None
+    if msgspec is None
+    else msgspec.msgpack.Encoder(enc_hook=_hook(None), decimal_format="string").encode
+)
 
 
 def msgpack_encode(obj: Any) -> bytes:
     """Encode ``obj`` as MessagePack with the default rules."""
-    return _default_msgpack_encoder()(obj)
+    if _msgpack_encode is None:
+        _msgspec()  # raises MissingDependency
+    try:
+        return _msgpack_encode(obj)  # type: ignore[misc]
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise EncodeError(f"cannot encode {type(obj).__name__} as MessagePack: {exc}") from exc
 
 
 def msgpack_decode(data: bytes, *, max_size: int | None = None) -> Any:
     """Decode one MessagePack object; raise `DecodeError` with the reason when it is not valid."""
-    _check_size(data, max_size)
-    mod = _msgspec()
+    if max_size is not None:
+        _check_size(data, max_size)
+    if msgspec is None:
+        _msgspec()  # raises MissingDependency
     try:
-        return mod.msgpack.decode(data)
-    except (ValueError, mod.DecodeError) as exc:
+        return msgspec.msgpack.decode(data)
+    except ValueError as exc:  # msgspec.DecodeError is a ValueError
         raise DecodeError(f"expected a MessagePack object, got invalid data: {exc}") from exc
 
 
