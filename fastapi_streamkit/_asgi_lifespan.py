@@ -62,6 +62,7 @@ class _Run:
         self.error: BaseException | None = None
         self.violation: str | None = None
         self.crash: str | None = None
+        self.started = False  # the app answered lifespan.startup.complete
         self.awaiting: str | None = None
         self.finished = anyio.Event()
         self.stack = contextlib.AsyncExitStack()
@@ -139,11 +140,13 @@ class SubAppLifespan:
             self.phase = LifespanPhase.IDLE
             return
         self.phase = LifespanPhase.STOPPING
-        if run.finished.is_set():
+        if run.finished.is_set():  # nothing left to shut down
             await self._close(run, cancel=False)
-            raise SubAppLifespanError(
-                f"{self.label}: its lifespan ended before shutdown{_outcome(run)}"
-            )
+            if _failed_run(run):
+                raise SubAppLifespanError(
+                    f"{self.label}: its lifespan ended before shutdown{_outcome(run)}"
+                )
+            return
         try:
             with anyio.CancelScope(shield=True):
                 reply = await self._exchange(run, "lifespan.shutdown", self.shutdown_timeout)
@@ -153,7 +156,7 @@ class SubAppLifespan:
         await self._close(run, cancel=False)
         if reply is not None and reply["type"] == "lifespan.shutdown.failed":
             raise SubAppLifespanError(_failed(self.label, "shutdown", reply))
-        if reply is None and (run.error is not None or run.violation is not None):
+        if reply is None and _failed_run(run):
             raise SubAppLifespanError(f"{self.label}: shutdown failed{_outcome(run)}")
 
     async def _exchange(self, run: _Run, event: str, limit: float | None) -> Message | None:
@@ -184,8 +187,8 @@ class SubAppLifespan:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_EXIT_GRACE):
                 await run.finished.wait()
         run.cancel_scope.cancel()
-        run.to_app.close()
-        run.replies.close()
+        for stream in (run.to_app, run.app_inbox, run.from_app, run.replies):
+            stream.close()
         await run.stack.aclose()
         self._run = None
         self.phase = LifespanPhase.IDLE
@@ -220,7 +223,7 @@ class SubAppLifespan:
             kind = message.get("type")
             expected = _REPLIES.get(run.awaiting or "", ())
             if kind not in expected:
-                if kind == "lifespan.shutdown.failed" and self.phase is LifespanPhase.STARTED:
+                if kind == "lifespan.shutdown.failed" and run.started:
                     run.crash = str(message.get("message") or "").strip() or "(no message)"
                     return  # the app's lifespan died while running (FastStream does this)
                 run.violation = (
@@ -228,6 +231,7 @@ class SubAppLifespan:
                     f"{' or '.join(expected) or 'nothing'} (ASGI lifespan protocol violation)"
                 )
                 raise RuntimeError(f"{self.label} {run.violation}")
+            run.started = run.started or kind == "lifespan.startup.complete"
             await run.from_app.send(message)
 
         with run.cancel_scope:
@@ -237,13 +241,20 @@ class SubAppLifespan:
                 run.error = exc
         run.finished.set()
         run.from_app.close()
-        if self.phase is LifespanPhase.STARTED:
-            logger.error("%s: its lifespan ended while the app runs%s", self.label, _outcome(run))
+        if run.started and self.phase is not LifespanPhase.STOPPING:
+            level = logging.ERROR if _failed_run(run) else logging.DEBUG
+            logger.log(
+                level, "%s: its lifespan ended while the app runs%s", self.label, _outcome(run)
+            )
 
 
 def _failed(label: str, step: str, reply: Message) -> str:
     text = str(reply.get("message") or "").strip() or "(no message)"
     return f"{label} sent lifespan.{step}.failed:\n{text}"
+
+
+def _failed_run(run: _Run) -> bool:
+    return run.crash is not None or run.violation is not None or run.error is not None
 
 
 def _outcome(run: _Run) -> str:

@@ -227,7 +227,7 @@ class LifespanMount(Mount):
         shutdown_timeout: float | None = None,
     ) -> None:
         super().__init__(path, app=app, name=name, middleware=middleware)
-        kind = type(app).__name__ if not inspect.isfunction(app) else app.__qualname__
+        kind = app.__name__ if inspect.isfunction(app) else type(app).__name__
         title = f"{name!r} ({kind})" if name else kind
         self._lifespan = SubAppLifespan(
             app,
