@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import gc
 import logging
 import threading
 import time
@@ -23,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import msgspec
 import pydantic
@@ -209,7 +209,9 @@ async def test_background_runs_once_after_disconnect(sync: bool) -> None:
 
     call = ASGICall()
     call.on_send = lambda m: call.disconnected.set() if m.get("body") == b"first" else None
-    response = Stream(sync_source() if sync else idle(), background=BackgroundTask(runs.append, "bg"))
+    response = Stream(
+        sync_source() if sync else idle(), background=BackgroundTask(runs.append, "bg")
+    )
     with anyio.fail_after(5):
         await response(call.scope, call.receive, call.send)
     assert runs == ["bg"]
@@ -231,7 +233,7 @@ async def test_tight_source_does_not_starve_other_tasks_and_stops_on_disconnect(
     async def ticker() -> None:
         nonlocal ticks
         while ticks < 20:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             ticks += 1
         call.disconnected.set()
 
@@ -271,8 +273,10 @@ COOKIE_FORMS = [
         [{"key": "s", "value": "v", "max_age": 10, "httponly": True, "samesite": "strict"}],
         [{"key": "s", "value": "v", "max_age": 10, "httponly": True, "samesite": "strict"}],
     ),
-    ([{"key": "p", "value": "q", "path": "/x", "secure": True}],
-     [{"key": "p", "value": "q", "path": "/x", "secure": True}]),
+    (
+        [{"key": "p", "value": "q", "path": "/x", "secure": True}],
+        [{"key": "p", "value": "q", "path": "/x", "secure": True}],
+    ),
 ]
 
 
@@ -368,10 +372,26 @@ class Tag:
 
 STAMP = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
 ITEM_ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
-ITEMS: list[Any] = [{"i": 1, "msg": "hello"}, Point(x=1, y=2), Tag("t"), [1, "two"], "text",
-                    3.5, None, {"when": STAMP, "id": ITEM_ID}]
-DECODED: list[Any] = [{"i": 1, "msg": "hello"}, {"x": 1, "y": 2}, {"name": "t"}, [1, "two"],
-                      "text", 3.5, None, {"when": "2024-05-06T07:08:09Z", "id": str(ITEM_ID)}]
+ITEMS: list[Any] = [
+    {"i": 1, "msg": "hello"},
+    Point(x=1, y=2),
+    Tag("t"),
+    [1, "two"],
+    "text",
+    3.5,
+    None,
+    {"when": STAMP, "id": ITEM_ID},
+]
+DECODED: list[Any] = [
+    {"i": 1, "msg": "hello"},
+    {"x": 1, "y": 2},
+    {"name": "t"},
+    [1, "two"],
+    "text",
+    3.5,
+    None,
+    {"when": "2024-05-06T07:08:09Z", "id": str(ITEM_ID)},
+]
 
 
 async def _run(response: Any, *, spec_version: str = "2.3") -> ASGICall:
@@ -413,7 +433,9 @@ async def test_msgpack_stream_output(sync: bool) -> None:
 
 @pytest.mark.anyio
 async def test_stream_chunk_types_and_encoding() -> None:
-    call = await _run(Stream(["é", b"\xff", memoryview(b"mv"), bytearray(b"ba")], encoding="latin-1"))
+    call = await _run(
+        Stream(["é", b"\xff", memoryview(b"mv"), bytearray(b"ba")], encoding="latin-1")
+    )
     assert call.body == b"\xe9\xffmvba"
 
 
@@ -430,7 +452,7 @@ async def test_unencodable_item_raises_encode_error_after_the_head(
     async def source() -> AsyncIterator[Any]:
         try:
             yield "ok" if response_class is Stream else {"ok": 1}
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             yield bad
             yield "never"
         finally:
@@ -512,7 +534,7 @@ def make_app(probe: Probe) -> FastAPI:
                 while True:
                     probe.produced[name] = probe.produced.get(name, 0) + len(chunk)
                     yield chunk
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
             finally:
                 marks.hit(f"{name}:finally")
 
@@ -642,8 +664,11 @@ def test_open_sync_streams_do_not_block_fastapi_sync_endpoints(server: Server) -
     try:
         for name in names:
             clients.append(_open(server, f"/sync/{name}"))
-        wait_for(lambda: all(marks.count(f"{n}:waiting") for n in names), timeout=10,
-                 what="100 sources blocked in worker threads")
+        wait_for(
+            lambda: all(marks.count(f"{n}:waiting") for n in names),
+            timeout=10,
+            what="100 sources blocked in worker threads",
+        )
         assert _stats(server)["borrowed"] >= 100
         response = httpx.get(f"{server.running.url}/ping", timeout=5)
         assert response.json() == "pong"
@@ -652,8 +677,11 @@ def test_open_sync_streams_do_not_block_fastapi_sync_endpoints(server: Server) -
             client.close()
         for name in names:
             server.probe.gate(name).set()
-    wait_for(lambda: all(marks.count(f"{n}:finally") for n in names), timeout=10,
-             what="100 sources closed")
+    wait_for(
+        lambda: all(marks.count(f"{n}:finally") for n in names),
+        timeout=10,
+        what="100 sources closed",
+    )
     wait_for(lambda: _stats(server)["borrowed"] == 0, what="no worker thread busy")
 
 
@@ -690,7 +718,7 @@ def test_slow_client_error_propagates_in_process() -> None:
         try:
             while True:
                 yield b"x"
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
         finally:
             marks.hit("finally")
 
@@ -775,3 +803,107 @@ def test_bad_input_aborts_the_transfer_and_is_logged_once(
     assert logged[0].exc_info is not None and logged[0].exc_info[2] is not None  # a traceback
     errors = [r for r in collect.records if r.levelno >= logging.ERROR]
     assert errors == logged
+
+
+# -- promptness behind middleware, on both uvicorn stacks and in-process --------------------
+
+EVENTS = 2  # spaced 0.4 s apart: more than BOUND, so an event held back until the next fails
+
+
+def prompt_app() -> FastAPI:
+    """Each item carries the monotonic time it was yielded; the source idles between items."""
+    app = FastAPI()
+
+    async def timed(render: Any) -> AsyncIterator[Any]:
+        for _ in range(EVENTS):
+            yield render(time.monotonic())
+            await anyio.sleep(0.4)
+        await anyio.sleep_forever()
+
+    @app.get("/prompt/text")
+    async def text() -> Stream:
+        return Stream(timed(lambda t: f"{t!r}\n"), media_type="text/plain")
+
+    @app.get("/prompt/sse")
+    async def sse() -> EventStream:
+        return EventStream(timed(lambda t: {"t": t}))
+
+    async def tag(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["x-middleware"] = "base"
+        return response
+
+    app.add_middleware(GZipMiddleware, minimum_size=1)
+    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+    return app
+
+
+class Timings:
+    """Splits the (decompressed) body into events and notes each one's delay."""
+
+    def __init__(self, kind: str, gzipped: bool) -> None:
+        self.sep = b"\n\n" if kind == "sse" else b"\n"
+        self.gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        self.pending = b""
+        self.delays: list[float] = []
+
+    def feed(self, data: bytes, arrived: float) -> None:
+        self.pending += self.gunzip.decompress(data) if self.gunzip else data
+        while self.sep in self.pending:
+            event, _, self.pending = self.pending.partition(self.sep)
+            text = event.decode()
+            stamp = float(text) if self.sep == b"\n" else msgspec.json.decode(text[6:])["t"]
+            self.delays.append(arrived - stamp)
+
+
+@pytest.fixture(scope="module", params=["h11-asyncio", "httptools-uvloop"])
+def prompt_server(request: pytest.FixtureRequest) -> Iterator[Running]:
+    http, loop = request.param.split("-")
+    with serve(prompt_app(), http=http, loop=loop) as running:
+        yield running
+
+
+@pytest.mark.parametrize("kind", ["text", "sse"])
+def test_events_are_prompt_over_uvicorn_behind_middleware(
+    prompt_server: Running, kind: str
+) -> None:
+    client = RawClient(prompt_server.port, f"/prompt/{kind}", headers={"Accept-Encoding": "gzip"})
+    try:
+        status, headers = client.read_head()
+        assert status == 200 and headers["x-middleware"] == "base"
+        gzipped = headers.get("content-encoding") == "gzip"
+        assert gzipped is (kind == "text")  # Starlette's GZip leaves text/event-stream alone
+        timings = Timings(kind, gzipped)
+        while len(timings.delays) < EVENTS:
+            chunk = client.read_chunk()
+            assert chunk is not None
+            timings.feed(chunk, time.monotonic())
+    finally:
+        client.close()
+    assert max(timings.delays) < BOUND, timings.delays
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["text", "sse"])
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
+async def test_events_are_prompt_in_process_behind_middleware(kind: str, spec_version: str) -> None:
+    call = ASGICall(
+        path=f"/prompt/{kind}", spec_version=spec_version, headers=[(b"accept-encoding", b"gzip")]
+    )
+    timings: Timings | None = None
+
+    def on_send(message: dict[str, Any]) -> None:
+        nonlocal timings
+        if message["type"] == "http.response.start":
+            headers = dict(message["headers"])
+            timings = Timings(kind, headers.get(b"content-encoding") == b"gzip")
+        elif timings is not None:
+            timings.feed(bytes(message.get("body", b"")), time.monotonic())
+            if len(timings.delays) >= EVENTS:
+                call.disconnected.set()
+
+    call.on_send = on_send
+    with anyio.fail_after(10):
+        await prompt_app()(call.scope, call.receive, call.send)
+    assert timings is not None and len(timings.delays) == EVENTS
+    assert max(timings.delays) < BOUND, timings.delays

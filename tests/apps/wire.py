@@ -141,14 +141,28 @@ class Marks:
 class ASGICall:
     """Drive an ASGI app in-process: record sent messages with their times; disconnect on cue."""
 
-    def __init__(self, *, method: str = "GET", path: str = "/", spec_version: str = "2.3",
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        method: str = "GET",
+        path: str = "/",
+        spec_version: str = "2.3",
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         self.scope: dict[str, Any] = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": spec_version},
-            "http_version": "1.1", "method": method, "scheme": "http", "path": path,
-            "raw_path": path.encode(), "root_path": "", "query_string": b"",
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": spec_version},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
             "headers": [(b"host", b"testserver"), *(headers or [])],
-            "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80), "state": {},
+            "client": ("127.0.0.1", 1234),
+            "server": ("127.0.0.1", 80),
+            "state": {},
         }
         self.messages: list[dict[str, Any]] = []
         self.times: list[float] = []
