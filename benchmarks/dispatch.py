@@ -12,7 +12,8 @@ One handler, one pydantic body model and one async ``Depends``, run per message 
 - ``by hand``: ``Order.model_validate_json(body)``, ``await dep()``, ``await handler(...)``: the
   ceiling.
 
-Each contender runs in short interleaved rounds; the best round counts (the machine is shared).
+Each contender runs in short interleaved rounds and the best round counts; rates are per second
+of this process's CPU time, so other work on a shared machine disturbs them less.
 Every contender's result is checked, so each computes the same thing.
 
     python benchmarks/dispatch.py [--rounds 7] [--messages 20000]
@@ -21,6 +22,7 @@ Every contender's result is checked, so each computes the same thing.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -33,7 +35,8 @@ import anyio
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, sys.path[0] is benchmarks/, whose modules (redis.py) would shadow packages.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from fastapi_streamkit import StreamMessage, _compat
 
@@ -132,6 +135,7 @@ async def measure(runners: dict[str, Runner], *, rounds: int, messages: int) -> 
     for _ in range(rounds):
         for name, run in runners.items():
             n = max(messages // slow.get(name, 1), 100)
+            gc.collect()  # no contender pays for another's garbage
             started = time.process_time()
             await run(n)
             best[name] = max(best[name], n / (time.process_time() - started))

@@ -139,22 +139,29 @@ class _MessageRun:
         self._background: BackgroundTasks | None = None
 
     async def __aenter__(self) -> Any:
-        session, message, plan = self._session, self._message, self._session._plan
+        session = self._session
+        message = self._message
+        plan = session._plan
         provider = self._provider
         if provider is _UNSET:
             provider = session._provider_factory()
-        if isinstance(provider, Starlette):
-            message.scope.setdefault("app", provider)
+        use_solver = False
+        if provider is not None:
+            if isinstance(provider, Starlette):
+                message.scope.setdefault("app", provider)
+            overrides = getattr(provider, "dependency_overrides", None)
+            if overrides:
+                use_solver = plan.overridden(overrides)
         body = read_body(message) if plan.has_body else _compat.Undefined
-        overrides = getattr(provider, "dependency_overrides", None)
-        use_solver = overrides is not None and bool(overrides) and plan.overridden(overrides)
         if not (use_solver or plan.has_generators):
             ctx = Context(message, body, plan.embed_body_fields)
             values = await solve(plan.root, ctx)
             if ctx.errors:
                 raise RequestValidationError(ctx.errors, body=body)
             self._background = ctx.background
-            return await _call(plan, values)
+            if plan.is_coroutine:
+                return await plan.call(**values)
+            return await run_in_threadpool(plan.call, **values)
         stack = self._stack = AsyncExitStack()
         await stack.__aenter__()
         try:

@@ -209,7 +209,14 @@ async def solve(node: Node, ctx: Context) -> dict[str, Any]:
     if node.params:
         _read_params(node, ctx.message, values, errors)
     if node.single_body is not None:
-        _read_single_body(node, node.single_body, ctx.body, values, errors)
+        body = ctx.body
+        if body is not _compat.Undefined and node.validate_body is not None:
+            try:  # what FastAPI's ModelField.validate does; it reports the errors below
+                values[node.single_body.name] = node.validate_body(body, from_attributes=True)
+            except ValidationError:
+                _read_single_body(node.single_body, body, values, errors)
+        else:
+            _read_single_body(node.single_body, body, values, errors)
     elif node.body_fields:
         found, failed = await _compat.request_body_to_args(node.body_fields, ctx.body, ctx.embed)
         values.update(found)
@@ -257,14 +264,8 @@ def _read_params(node: Node, message: Request, values: dict[str, Any], errors: l
 
 
 def _read_single_body(
-    node: Node, field: _compat.ModelField, body: Any, values: dict[str, Any], errors: list[Any]
+    field: _compat.ModelField, body: Any, values: dict[str, Any], errors: list[Any]
 ) -> None:
-    if body is not _compat.Undefined and node.validate_body is not None:
-        try:  # what FastAPI's ModelField.validate does; it reports the errors below
-            values[field.name] = node.validate_body(body, from_attributes=True)
-            return
-        except ValidationError:
-            pass
     value, failed = _compat.validate_field(field, body, loc=("body",))
     values[field.name] = value
     errors.extend(failed)
