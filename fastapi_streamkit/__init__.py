@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from ._shutdown import request_shutdown as request_shutdown
+from .asyncapi import get_asyncapi as get_asyncapi
 from .brokers import MemoryBroker as MemoryBroker
 from .connection import Accept as Accept
 from .connection import Request as Request
@@ -45,6 +46,7 @@ __all__ = [
     "StreamkitError",
     "WebSocket",
     "__version__",
+    "get_asyncapi",
     "mount",
     "request_shutdown",
 ]

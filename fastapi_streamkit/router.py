@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Lifespan
 from . import _compat
 from ._router_lifespan import Hooks, RouterLifespan
 from ._subscriber import Handled, Subscriber, encode_body
+from .asyncapi import add_asyncapi_routes
 from .brokers._topics import TopicPattern
 from .brokers.base import Broker
 from .brokers.memory import MemoryBroker
@@ -78,6 +79,8 @@ class StreamRouter(ConnectionRouter):
         self.lifespan_context = cast("Lifespan[Any]", RouterLifespan(self, user_lifespan))
         if health_path is not None:
             self.add_api_route(health_path, self._health, methods=["GET"], include_in_schema=False)
+        if asyncapi_path is not None:  # registered once, here: never again per lifespan
+            add_asyncapi_routes(self, asyncapi_path)
 
     # -- registry (read-only views, for AsyncAPI and tests) --------------------------------
 
