@@ -310,37 +310,3 @@ def flat_body_params(dependant: Dependant) -> list[ModelField]:
 
 
 __all__ += ["flat_body_params", "flat_params", "included_routers"]
-
-
-# --- AsyncAPI (asyncapi.py): the routers an app includes and a handler's flat parameters ----
-
-
-def included_routers(routes: Sequence[BaseRoute]) -> list[APIRouter]:
-    """Every router reached by ``include_router`` from ``routes``, depth first, each once."""
-    found: list[APIRouter] = []
-
-    def walk(routes: Sequence[BaseRoute]) -> None:
-        for route in routes:
-            if isinstance(route, _IncludedRouter):
-                router = route.original_router
-                if all(seen is not router for seen in found):
-                    found.append(router)
-                walk(router.routes)
-
-    walk(routes)
-    return found
-
-
-def flat_params(dependant: Dependant) -> list[ModelField]:
-    """Path, query, header and cookie parameters of ``dependant`` and its sub-dependencies."""
-    from fastapi.dependencies.utils import get_flat_params
-
-    return get_flat_params(dependant)
-
-
-def flat_body_params(dependant: Dependant) -> list[ModelField]:
-    """The body parameters of ``dependant`` and its sub-dependencies, in FastAPI's order."""
-    return _get_flat_body_params(dependant)
-
-
-__all__ += ["flat_body_params", "flat_params", "included_routers"]
