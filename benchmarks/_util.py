@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts (not a benchmark itself: `make bench` skips it).
+"""Helpers shared by the benchmark scripts (not a benchmark itself).
 
 Driving an ASGI app in-process: an HTTP scope, and a ``receive`` that hands over the request
 once and then waits until the benchmark disconnects the client (never, during a throughput run).
@@ -11,9 +11,15 @@ import statistics
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import anyio
+
+# `python benchmarks/x.py` puts benchmarks/ first on sys.path, where benchmarks/redis.py would
+# shadow the redis package for every later import: take it off once this module is imported.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if not p or str(Path(p).resolve()) != _HERE]
 
 
 def http_scope(path: str, query: str = "", *, spec: str = "2.3") -> dict[str, Any]:
