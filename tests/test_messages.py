@@ -1,7 +1,9 @@
 """`StreamMessage` as a Starlette `Request`, and `get_session` as the router uses it."""
 
+import importlib.util
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -375,3 +377,32 @@ async def test_path_parameters_come_from_the_topic_pattern() -> None:
     with pytest.raises(RequestValidationError) as caught:
         await session(StreamMessage(b"", path={"region": "eu", "shard": "x"}))
     assert [e["loc"] for e in caught.value.errors()] == [("path", "shard")]
+
+
+# -- docs/examples/messages_di.py ----------------------------------------------------------
+
+
+async def test_docs_example_messages_di(capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).resolve().parent.parent / "docs" / "examples" / "messages_di.py"
+    spec = importlib.util.spec_from_file_location("messages_di_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with anyio.fail_after(10):
+        await example.main()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "result: {'sku': 'A-1', 'region': 'eu', 'tenant': 'acme'}"
+    assert out[1] == "published to: ['orders.accepted']"
+    assert out[2].startswith('dead letter: orders.eu.dlq {"type":"RequestValidationError"')
+    assert '"loc":["body","quantity"]' in out[2]
+    assert example.app.state.audit == [
+        "session opened",
+        "saved A-1 x2",
+        "session closed",
+        "session opened",  # dependencies run even when the body is invalid, as in FastAPI
+        "session closed",
+        "fake session",
+        "saved B-2 x1",
+    ]
+    assert out[-1].startswith("with override: {'sku': 'B-2', 'region': 'us', 'tenant': 'umbrella'}")
+    assert example.app.dependency_overrides == {}
