@@ -192,22 +192,28 @@ class BodyPump:
         fast_type = dict if self._frame is not None else None
         call_soon = asyncio.get_running_loop().call_soon
         call_soon(self._on_suspend)
-        async for item in source:
-            if self._suspended:  # the task yielded since the watch was armed: re-arm it
-                self._suspended = False
-                call_soon(self._on_suspend)
-            if type(item) is fast_type:
-                buffer += prefix
-                try:
-                    into(item, buffer, -1)  # type: ignore[misc]
-                except Exception as exc:
-                    raise encode_error(item, exc) from exc
-                buffer += suffix
-            else:
-                buffer += encode(item)
-            if len(buffer) >= limit:
-                await self._flush()
-                await anyio.lowlevel.checkpoint()
+        try:
+            async for item in source:
+                if self._suspended:  # the task yielded since the watch was armed: re-arm it
+                    self._suspended = False
+                    call_soon(self._on_suspend)
+                if type(item) is fast_type:
+                    start = len(buffer)
+                    buffer += prefix
+                    try:
+                        into(item, buffer, -1)  # type: ignore[misc]
+                    except Exception as exc:
+                        del buffer[start:]
+                        raise encode_error(item, exc) from exc
+                    buffer += suffix
+                else:
+                    buffer += encode(item)
+                if len(buffer) >= limit:
+                    await self._flush()
+                    await anyio.lowlevel.checkpoint()
+        except Exception:
+            await self._flush()  # the items ready before a failing one still reach the client
+            raise
         await self._flush()
 
     def _on_suspend(self) -> None:
