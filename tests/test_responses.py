@@ -439,32 +439,58 @@ async def test_stream_chunk_types_and_encoding() -> None:
     assert call.body == b"\xe9\xffmvba"
 
 
+BAD_ITEMS = [
+    (Stream, "ok", 42, b"ok"),
+    (JSONLines, {"ok": 1}, object(), b'{"ok":1}\n'),
+    (JSONLines, {"ok": 1}, {"bad": object()}, b'{"ok":1}\n'),  # fails midway in the fast path
+    (MsgPackStream, {"ok": 1}, object(), b"\x81\xa2ok\x01"),
+]
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("response_class", "bad"),
-    [(Stream, 42), (JSONLines, object()), (MsgPackStream, object())],
-)
+@pytest.mark.parametrize(("response_class", "good", "bad", "sent"), BAD_ITEMS)
+@pytest.mark.parametrize("pause", [False, True], ids=["same-batch", "after-pause"])
 async def test_unencodable_item_raises_encode_error_after_the_head(
-    response_class: type[Stream], bad: Any
+    response_class: type[Stream], good: Any, bad: Any, sent: bytes, pause: bool
 ) -> None:
+    """The items ready before the bad one are sent (as Starlette would), nothing after it, no
+    half-encoded bytes, no clean end, one response start."""
     marks = Marks()
 
     async def source() -> AsyncIterator[Any]:
         try:
-            yield "ok" if response_class is Stream else {"ok": 1}
-            await anyio.lowlevel.checkpoint()
+            yield good
+            if pause:
+                await anyio.sleep(0.01)
             yield bad
-            yield "never"
+            yield good
         finally:
             marks.hit("finally")
 
     call = ASGICall()
     with anyio.fail_after(5), pytest.raises(EncodeError) as info:
         await response_class(source())(call.scope, call.receive, call.send)
-    assert type(bad).__name__ in str(info.value)
+    assert "object" in str(info.value) or "int" in str(info.value)
+    assert call.body == sent
     assert len(call.starts) == 1  # never a second response start
     assert not call.ended  # never a clean end
     assert marks.count("finally") == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("pause", [False, True], ids=["same-batch", "after-pause"])
+async def test_source_error_after_ready_items(pause: bool) -> None:
+    async def source() -> AsyncIterator[bytes]:
+        yield b"a"
+        yield b"b"
+        if pause:
+            await anyio.sleep(0.01)
+        raise LookupError("source failed")
+
+    call = ASGICall()
+    with anyio.fail_after(5), pytest.raises(LookupError, match="source failed"):
+        await Stream(source())(call.scope, call.receive, call.send)
+    assert call.body == b"ab" and len(call.starts) == 1 and not call.ended
 
 
 # -- over uvicorn: disconnects, capacity, slow clients, tight sources, bad input -------------
