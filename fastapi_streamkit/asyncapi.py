@@ -35,7 +35,7 @@ from . import _compat
 from ._asyncapi_model import Document, Message, Object, Schemas, Shape, unique
 from ._asyncapi_page import render_page
 from .brokers.memory import MemoryBroker
-from .exceptions import MissingDependency
+from .exceptions import MissingDependency, UsageError
 from .responses import JSONLines, MsgPackStream
 from .sse import EventStream
 
@@ -65,19 +65,24 @@ def get_asyncapi(app: Starlette, *, base_url: str = "http://localhost:8000") -> 
     return builder.document.render()
 
 
-def dump_asyncapi(app: Starlette, *, format: Literal["json", "yaml"] = "json") -> str:
-    """`get_asyncapi` as JSON text (indented) or YAML (needs PyYAML)."""
+def dump_asyncapi(app: object, *, yaml: bool = False) -> str:
+    """`get_asyncapi` of ``app`` as indented JSON text, or as YAML (needs PyYAML)."""
+    if not isinstance(app, Starlette):
+        raise UsageError(
+            f"expected a FastAPI (or Starlette) application, got {type(app).__name__}: the "
+            "AsyncAPI document is read from the app's routes and included routers"
+        )
     document = get_asyncapi(app)
-    if format == "json":
+    if not yaml:
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     try:
-        import yaml
+        import yaml as pyyaml
     except ImportError as exc:
         raise MissingDependency(
-            "YAML output needs PyYAML, which is not installed: `pip install pyyaml`, or ask "
-            "for JSON (the default)"
+            "YAML output needs PyYAML, which is not installed: `pip install pyyaml`, or print "
+            "JSON (leave out --yaml)"
         ) from exc
-    text: str = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    text: str = pyyaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     return text
 
 
