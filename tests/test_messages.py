@@ -305,7 +305,10 @@ async def overridable(r: Annotated[str, Depends(repo)]) -> str:
 async def test_overrides_are_read_at_call_time_without_a_lifespan() -> None:
     app = FastAPI()
     session = session_for(overridable, provider=app)  # built before any override exists
-    message = lambda: StreamMessage(b"")  # noqa: E731
+
+    def message() -> StreamMessage:
+        return StreamMessage(b"")
+
     assert await session(message()) == "repo(real)"
     app.dependency_overrides[real_db] = lambda: "fake"
     assert await session(message()) == "repo(fake)"
