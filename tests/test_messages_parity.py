@@ -6,7 +6,10 @@ Every case runs the same handler on the same messages three ways:
 - ``fallback``: ``session(message)`` with an identity override of one dependency, which makes
   the session hand the message to FastAPI's ``solve_dependencies``;
 - ``fastapi``: FastAPI's ``solve_dependencies`` driven directly, as FastAPI's request handler
-  drives it (request and function exit stacks, then the endpoint call).
+  drives it (request and function exit stacks, then the endpoint call);
+- ``http``: the handler as a POST endpoint of a real FastAPI app at ``/<topic pattern>``,
+  called over ASGI with the message's body and headers (results and errors compared after
+  FastAPI's JSON serialisation).
 
 Each run records the outcome (the result, or the error list of `RequestValidationError`, or
 another exception) and an event log (which dependency ran, with what, and when teardown ran).
@@ -14,6 +17,7 @@ The three records must be equal. (No ``from __future__ import annotations`` here
 would then not resolve the annotations that name the local dependencies.)
 """
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from fastapi import (
     BackgroundTasks,
     Body,
     Depends,
+    FastAPI,
     Header,
     Path,
     Query,
@@ -31,6 +36,7 @@ from fastapi import (
     Response,
     Security,
 )
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from pydantic import BaseModel, Field
@@ -539,3 +545,62 @@ async def test_every_case_exercises_something() -> None:
         log = await run_fastapi(case)
         outcomes = [entry[0] for entry in log if isinstance(entry, tuple)]
         assert "ok" in outcomes or "invalid" in outcomes, (case.id, log)
+
+
+def asgi_channel(body: bytes) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """``receive`` giving ``body`` once, ``send`` recording into the returned list."""
+    sent: list[dict[str, Any]] = []
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    return receive, send, sent
+
+
+async def run_http(case: Case) -> list[Any]:
+    """The handler as a POST endpoint of a real FastAPI app, called over ASGI per message."""
+    log: Log = []
+    handler, dep = case.build(log)
+    app = FastAPI()
+    app.post("/" + case.path, dependencies=[Depends(dep)] if case.dependencies else None)(handler)
+    for msg in case.messages:
+        body, headers, _ = msg
+        scope = dict(make_message(msg, case).scope)
+        if body and not any(name == b"content-type" for name, _ in scope["headers"]):
+            # Our documented rule: a message without content-type is JSON.
+            scope["headers"] = [*scope["headers"], (b"content-type", b"application/json")]
+        receive, send, sent = asgi_channel(body)
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            log.append(outcome_of(exc))
+            continue
+        status = sent[0]["status"]
+        payload = json.loads(b"".join(e.get("body", b"") for e in sent[1:]))
+        if status == 200:
+            log.append(("ok", payload))
+        elif status == 422:
+            log.append(("invalid", payload["detail"]))
+        else:
+            log.append(("http", status, payload))
+    return log
+
+
+def as_http(entry: Any) -> Any:
+    """What a logged outcome of ours looks like after FastAPI serialised it to JSON."""
+    if isinstance(entry, tuple) and entry and entry[0] in ("ok", "invalid"):
+        return (entry[0], json.loads(json.dumps(jsonable_encoder(entry[1]))))
+    if isinstance(entry, tuple) and entry[:2] == ("raised", "HTTPException"):
+        status, _, detail = entry[2].partition(": ")
+        return ("http", int(status), {"detail": detail})
+    return entry
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_plan_matches_a_real_fastapi_endpoint(case: Case) -> None:
+    ours = [as_http(entry) for entry in await run_session(case, fallback=False)]
+    assert ours == await run_http(case)
