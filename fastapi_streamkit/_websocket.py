@@ -122,6 +122,12 @@ class WebSocket(SessionMixin, StarletteWebSocket):
                 await self.close(code, self._refusal[1])
         return WebSocketDisconnect(*self._refusal)
 
+    @overload
+    async def _receive_payload(self, mode: Literal["text"]) -> str: ...
+    @overload
+    async def _receive_payload(self, mode: Literal["binary"]) -> bytes: ...
+    @overload
+    async def _receive_payload(self, mode: Mode) -> str | bytes: ...
     async def _receive_payload(self, mode: Mode) -> str | bytes:
         if self._refusal is not None:
             raise WebSocketDisconnect(*self._refusal)
@@ -148,11 +154,11 @@ class WebSocket(SessionMixin, StarletteWebSocket):
 
     async def receive_text(self) -> str:
         """Receive a text frame (a binary one closes with 1003)."""
-        return await self._receive_payload("text")  # type: ignore[return-value]
+        return await self._receive_payload("text")
 
     async def receive_bytes(self) -> bytes:
         """Receive a binary frame (a text one closes with 1003)."""
-        return await self._receive_payload("binary")  # type: ignore[return-value]
+        return await self._receive_payload("binary")
 
     async def receive_json(self, mode: str = "text") -> Any:
         """Receive a JSON document from a text (or ``mode="binary"``) frame."""
