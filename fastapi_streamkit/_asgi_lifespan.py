@@ -15,12 +15,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import math
 import traceback
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.types import ASGIApp, Message
 
 from .exceptions import LifespanTimeoutError, SubAppLifespanError
@@ -52,12 +50,10 @@ class _Run:
     """One lifespan cycle of an app: the streams, its task's outcome, the state dict."""
 
     def __init__(self) -> None:
-        self.to_app: MemoryObjectSendStream[Message]
-        self.app_inbox: MemoryObjectReceiveStream[Message]
-        self.to_app, self.app_inbox = anyio.create_memory_object_stream[Message](1)
-        self.from_app: MemoryObjectSendStream[Message]
-        self.replies: MemoryObjectReceiveStream[Message]
-        self.from_app, self.replies = anyio.create_memory_object_stream[Message](math.inf)
+        self.request: Message | None = None  # the next event for the app's receive()
+        self.requested = anyio.Event()
+        self.reply: Message | None = None  # the app's answer to the current event
+        self.replied = anyio.Event()
         self.state: dict[str, Any] = {}
         self.error: BaseException | None = None
         self.violation: str | None = None
@@ -161,12 +157,14 @@ class SubAppLifespan:
 
     async def _exchange(self, run: _Run, event: str, limit: float | None) -> Message | None:
         """Send ``event`` to the app, return its reply (None if the app ended without one)."""
-        run.awaiting = event
-        await run.to_app.send({"type": event})
+        run.reply, run.replied = None, anyio.Event()
+        run.awaiting, run.request = event, {"type": event}
+        run.requested.set()
+        if run.finished.is_set():
+            return None
         try:
             with anyio.fail_after(limit):
-                async for message in run.replies:
-                    return message
+                await run.replied.wait()
         except TimeoutError:
             verb = event.removeprefix("lifespan.")
             raise LifespanTimeoutError(
@@ -176,19 +174,17 @@ class SubAppLifespan:
             ) from None
         finally:
             run.awaiting = None
-        return None
+        return run.reply
 
     async def _close(self, run: _Run, *, cancel: bool) -> None:
         """End the app's task (waiting up to a grace period, then cancelling) and reset.
 
         The task group is left outside any shield: it was entered by the caller's task.
         """
-        if not cancel:
+        if not cancel and not run.finished.is_set():
             with anyio.CancelScope(shield=True), anyio.move_on_after(_EXIT_GRACE):
                 await run.finished.wait()
         run.cancel_scope.cancel()
-        for stream in (run.to_app, run.app_inbox, run.from_app, run.replies):
-            stream.close()
         await run.stack.aclose()
         self._run = None
         self.phase = LifespanPhase.IDLE
@@ -217,7 +213,10 @@ class SubAppLifespan:
         }
 
         async def receive() -> Message:
-            return await run.app_inbox.receive()
+            await run.requested.wait()
+            request, run.request, run.requested = run.request, None, anyio.Event()
+            assert request is not None
+            return request
 
         async def send(message: Message) -> None:
             kind = message.get("type")
@@ -232,7 +231,8 @@ class SubAppLifespan:
                 )
                 raise RuntimeError(f"{self.label} {run.violation}")
             run.started = run.started or kind == "lifespan.startup.complete"
-            await run.from_app.send(message)
+            run.awaiting, run.reply = None, message
+            run.replied.set()
 
         with run.cancel_scope:
             try:
@@ -240,7 +240,7 @@ class SubAppLifespan:
             except Exception as exc:
                 run.error = exc
         run.finished.set()
-        run.from_app.close()
+        run.replied.set()
         if run.started and self.phase is not LifespanPhase.STOPPING:
             level = logging.ERROR if _failed_run(run) else logging.DEBUG
             logger.log(
