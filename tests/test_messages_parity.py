@@ -200,6 +200,29 @@ def security(log: Log) -> tuple[Callable[..., Any], Callable[..., Any]]:
     return handler, user
 
 
+def limited_concurrency(log: Log) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    def sync_limited() -> str:
+        log.append("sync limited")
+        return "s"
+
+    async def async_limited(s: Annotated[str, Depends(sync_limited, max_concurrency=1)]) -> str:
+        log.append("async limited")
+        return s + "a"
+
+    async def yield_limited() -> AsyncIterator[str]:
+        log.append("yield limited open")
+        yield "y"
+        log.append("yield limited close")
+
+    async def handler(
+        a: Annotated[str, Depends(async_limited, max_concurrency=2)],
+        y: Annotated[str, Depends(yield_limited, max_concurrency=1)],
+    ) -> Any:
+        return a + y
+
+    return handler, async_limited
+
+
 def security_required(log: Log) -> tuple[Callable[..., Any], Callable[..., Any]]:
     bearer = HTTPBearer()
 
@@ -387,6 +410,7 @@ CASES = [
             (b"", {"authorization": "Basic xyz"}, EU),
         ],
     ),
+    Case("limited_concurrency", limited_concurrency, [(b"", {}, EU)]),
     Case(
         "security_required",
         security_required,
