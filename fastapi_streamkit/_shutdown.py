@@ -55,7 +55,7 @@ class OpenStreams:
             return
         for sig in _SIGNALS:
             previous = signal.getsignal(sig)
-            if previous is self._on_signal:
+            if previous == self._on_signal:  # ==: each `self._on_signal` is a new bound method
                 continue
             try:
                 signal.signal(sig, self._on_signal)
@@ -67,7 +67,7 @@ class OpenStreams:
         if threading.current_thread() is not threading.main_thread():
             return
         for sig, previous in tuple(self._previous.items()):
-            if signal.getsignal(sig) is self._on_signal:
+            if signal.getsignal(sig) == self._on_signal:
                 signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
             del self._previous[sig]
 
