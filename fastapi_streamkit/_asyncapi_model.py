@@ -103,7 +103,8 @@ def _equal(a: Any, b: Any) -> bool:
 
 def _undescribable(annotation: Any, where: str, exc: Exception) -> str:
     return (
-        f"AsyncAPI: cannot describe {annotation!r} ({where}) as a JSON schema: {exc}. Expected "
+        f"AsyncAPI: cannot describe {annotation!r} ({where}) as a JSON schema: "
+        f"{str(exc).splitlines()[0]} Expected "
         "a pydantic model or a JSON-compatible type; annotate with one, or use Any to leave "
         "the payload undescribed"
     )
@@ -213,20 +214,36 @@ class Document:
         }
         if self.servers:
             document["servers"] = self.servers
-        document["channels"] = {key: self._channel(ch) for key, ch in self.channels.items()}
-        document["operations"] = {key: self._operation(op) for key, op in self.operations.items()}
+        merged = {key: self._merge_messages(ch) for key, ch in self.channels.items()}
+        document["channels"] = {
+            key: self._channel(ch, merged[key][0]) for key, ch in self.channels.items()
+        }
+        document["operations"] = {
+            key: self._operation(op, merged[op.channel][1]) for key, op in self.operations.items()
+        }
         if self.schemas.definitions:
             document["components"] = {"schemas": self.schemas.definitions}
         return document
 
-    def _channel(self, channel: Channel) -> dict[str, Any]:
+    def _merge_messages(self, channel: Channel) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """The channel's rendered messages, equal ones merged, and where each key went."""
+        rendered: dict[str, dict[str, Any]] = {}
+        moved: dict[str, str] = {}
+        for key, message in channel.messages.items():
+            out = self._message(message)
+            moved[key] = next((k for k, known in rendered.items() if known == out), key)
+            if moved[key] == key:
+                rendered[key] = out
+        return rendered, moved
+
+    def _channel(self, channel: Channel, messages: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {"address": channel.address, "description": channel.description}
         if channel.server in self.servers:
             out["servers"] = [{"$ref": f"#/servers/{channel.server}"}]
         if channel.parameters:
             out["parameters"] = {k: {"description": v} for k, v in channel.parameters.items()}
-        if channel.messages:
-            out["messages"] = {k: self._message(m) for k, m in channel.messages.items()}
+        if messages:
+            out["messages"] = messages
         if channel.bindings:
             out["bindings"] = self._resolve(channel.bindings)
         return out
@@ -239,14 +256,15 @@ class Document:
             out["headers"] = self.schemas.render(message.headers)
         return out
 
-    def _operation(self, operation: Operation) -> dict[str, Any]:
+    def _operation(self, operation: Operation, moved: dict[str, str]) -> dict[str, Any]:
         channel = operation.channel
         out: dict[str, Any] = {
             "action": operation.action,
             "channel": {"$ref": f"#/channels/{channel}"},
         }
         if operation.messages:
-            refs = [f"#/channels/{channel}/messages/{key}" for key in operation.messages]
+            keys = dict.fromkeys(moved[key] for key in operation.messages)
+            refs = [f"#/channels/{channel}/messages/{key}" for key in keys]
             out["messages"] = [{"$ref": ref} for ref in refs]
         summary, _, description = (operation.doc or "").strip().partition("\n")
         if summary.strip():

@@ -173,7 +173,9 @@ class _Builder:
             message = Message(
                 _type_name(annotation) or message.name,
                 content_type=_content_type(annotation),
-                payload=self.schemas.add(annotation, "serialization", f"{handler} result"),
+                payload=self.schemas.add(
+                    annotation, "serialization", f"result of {handler.__qualname__}"
+                ),
             )
         operation = self.document.operation(f"{handler.__name__}_publish", "send", channel, message)
         operation.doc = f"Publishes the result of {handler.__qualname__} (unless None)."
