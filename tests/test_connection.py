@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from fastapi_streamkit import Accept, Request, StreamRoute, WebSocket
 from fastapi_streamkit.connection import ConnectionRouter, StreamWebSocketRoute
 from fastapi_streamkit.exceptions import UsageError
+from fastapi_streamkit.router import StreamRouter
 from tests._server import Running, serve
 
 pytestmark = pytest.mark.anyio
@@ -236,7 +237,12 @@ def test_websocket_session() -> None:
 # -- injection: HTTP ------------------------------------------------------------------------
 
 
-def test_stream_route_injects_our_request_everywhere() -> None:
+@pytest.mark.parametrize(
+    "make_router",
+    [lambda: APIRouter(route_class=StreamRoute), StreamRouter],
+    ids=["APIRouter(route_class=StreamRoute)", "StreamRouter"],
+)
+def test_stream_route_injects_our_request_everywhere(make_router: Any) -> None:
     seen: list[tuple[str, object]] = []
 
     def include_dep(request: Request) -> None:
@@ -246,7 +252,7 @@ def test_stream_route_injects_our_request_everywhere() -> None:
         seen.append(("route", request))
         return request.accept.best_match(["text/plain", "application/json"]) or "none"
 
-    router = APIRouter(route_class=StreamRoute)
+    router = make_router()
 
     @router.get("/items/{item}")
     def read(item: int, request: Request, kind: str = Depends(route_dep)) -> dict[str, Any]:
@@ -268,11 +274,11 @@ def test_stream_route_injects_our_request_everywhere() -> None:
 # -- injection: WebSocket -------------------------------------------------------------------
 
 
-def _injection_router(seen: list[tuple[str, object]]) -> ConnectionRouter:
+def _injection_router(seen: list[tuple[str, object]], cls: type[ConnectionRouter]) -> Any:
     def route_dep(websocket: WebSocket) -> None:
         seen.append(("route", websocket))
 
-    router = ConnectionRouter(dependencies=[Depends(route_dep)])
+    router = cls(dependencies=[Depends(route_dep)])
 
     def param_dep(websocket: WebSocket) -> str:
         seen.append(("param", websocket))
@@ -295,24 +301,24 @@ def _include_dep(seen: list[tuple[str, object]], name: str) -> Any:
     return Depends(dep)
 
 
-def _direct_app(seen: list[tuple[str, object]]) -> tuple[FastAPI, str, list[str]]:
+def _direct_app(seen: list[tuple[str, object]], cls: type) -> tuple[FastAPI, str, list[str]]:
     app = FastAPI()
-    app.router.routes.extend(_injection_router(seen).routes)
+    app.router.routes.extend(_injection_router(seen, cls).routes)
     return app, "/ws/r1", ["route", "param", "endpoint"]
 
 
-def _included_app(seen: list[tuple[str, object]]) -> tuple[FastAPI, str, list[str]]:
+def _included_app(seen: list[tuple[str, object]], cls: type) -> tuple[FastAPI, str, list[str]]:
     app = FastAPI()
     app.include_router(
-        _injection_router(seen), prefix="/p", dependencies=[_include_dep(seen, "include")]
+        _injection_router(seen, cls), prefix="/p", dependencies=[_include_dep(seen, "include")]
     )
     return app, "/p/ws/r1", ["include", "route", "param", "endpoint"]
 
 
-def _nested_app(seen: list[tuple[str, object]]) -> tuple[FastAPI, str, list[str]]:
+def _nested_app(seen: list[tuple[str, object]], cls: type) -> tuple[FastAPI, str, list[str]]:
     middle = APIRouter()
     middle.include_router(
-        _injection_router(seen), prefix="/in", dependencies=[_include_dep(seen, "inner")]
+        _injection_router(seen, cls), prefix="/in", dependencies=[_include_dep(seen, "inner")]
     )
     app = FastAPI(dependencies=[_include_dep(seen, "app")])
     app.include_router(middle, prefix="/out", dependencies=[_include_dep(seen, "outer")])
@@ -320,9 +326,10 @@ def _nested_app(seen: list[tuple[str, object]]) -> tuple[FastAPI, str, list[str]
 
 
 @pytest.mark.parametrize("build", [_direct_app, _included_app, _nested_app])
-async def test_websocket_injection_over_uvicorn(build: Any) -> None:
+@pytest.mark.parametrize("cls", [StreamRouter, ConnectionRouter])
+async def test_websocket_injection_over_uvicorn(build: Any, cls: type) -> None:
     seen: list[tuple[str, object]] = []
-    app, path, order = build(seen)
+    app, path, order = build(seen, cls)
     with serve(app) as server:
         async with _connect(server, path) as client:
             assert msgspec.msgpack.decode(await client.recv()) == {"room": "r1", "value": "dep"}
@@ -389,7 +396,7 @@ async def test_websocket_origins(
     origin: str | None, accepted: bool, included: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: list[str] = []
-    router = ConnectionRouter(websocket_origins=["https://app.example", "http://localhost:8000"])
+    router = StreamRouter(websocket_origins=["https://app.example", "http://localhost:8000"])
 
     @router.websocket("/ws")
     async def endpoint(websocket: WebSocket) -> None:
