@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import _compat
+from .exceptions import UsageError
 
 __all__ = ["Context", "Node", "Plan", "compile_plan", "solve"]
 
@@ -146,10 +147,30 @@ def _walk(node: Node) -> list[Node]:
     return nodes
 
 
+def _check_satisfiable(nodes: list[Node]) -> None:
+    """A message has no query string and no cookies: a required one could never be given."""
+    for node in nodes:
+        for source, fields in node.params:
+            if source is Source.PATH or source is Source.HEADER:
+                continue
+            for field in fields:
+                if field.field_info.is_required():
+                    name = getattr(node.call, "__qualname__", repr(node.call))
+                    raise UsageError(
+                        f"{name}() parameter {field.name!r} is a required {source.value} "
+                        "parameter (FastAPI reads a scalar that is not in the path from the "
+                        f"{source.value}), but a message has no {source.value}, so it could "
+                        "never be given. Read it from the body with "
+                        f"`{field.name}: Annotated[..., Body()]`, from a header with Header(), "
+                        f"put {{{field.name}}} in the topic pattern, or give it a default."
+                    )
+
+
 def compile_plan(dependant: _compat.Dependant, *, embed_body_fields: bool) -> Plan:
-    """Compile a handler's `Dependant` once."""
+    """Compile a handler's `Dependant` once; `UsageError` if it could never be satisfied."""
     root = _node(dependant, embed_body_fields, {})
     nodes = _walk(root)
+    _check_satisfiable(nodes)
     return Plan(
         root=root,
         call=root.call,

@@ -14,6 +14,9 @@ How the message body becomes the handler's body parameters (FastAPI's rules, fix
   FastAPI's ``json_invalid`` error. Another ``content-type`` leaves the raw bytes;
 - a single body parameter receives the whole body; several (or one declared
   ``Body(embed=True)``) receive the members of a JSON object named after them, as in FastAPI.
+- as in FastAPI, a scalar parameter that is not in the topic pattern is a *query* parameter;
+  a message has no query string (nor cookies), so a required one fails `get_session` with
+  `UsageError`: declare it ``Annotated[int, Body()]`` to read the body, or ``Header()``.
 
 When teardown runs (``yield`` dependencies):
 

@@ -9,13 +9,23 @@ from typing import Annotated, Any
 import anyio
 import httpx
 import pytest
-from fastapi import BackgroundTasks, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import (
+    BackgroundTasks,
+    Cookie,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+)
 from fastapi.exceptions import FastAPIError, RequestValidationError
 from pydantic import BaseModel
 from starlette.requests import Request as StarletteRequest
 
 from fastapi_streamkit import StreamMessage, _compat
 from fastapi_streamkit._dispatch import read_body
+from fastapi_streamkit.exceptions import UsageError
 from fastapi_streamkit.messages import MessageHeaders
 
 pytestmark = pytest.mark.anyio
@@ -182,6 +192,27 @@ async def test_validation_errors_and_handler_errors_are_told_apart() -> None:
     assert http.value.status_code == 409
     with pytest.raises(RuntimeError, match="boom"):
         await session(StreamMessage(b'{"id": 4}', {"x-mode": "boom"}))
+
+
+@pytest.mark.parametrize(
+    ("where", "declare"),
+    [
+        ("query", lambda: Annotated[int, Query()]),
+        ("query", lambda: int),
+        ("cookie", lambda: Annotated[str, Cookie()]),
+    ],
+)
+async def test_a_parameter_a_message_can_never_give_fails_at_build(
+    where: str, declare: Any
+) -> None:
+    async def dependency(n: declare()) -> None:  # type: ignore[valid-type]
+        return None
+
+    async def handler(d: Annotated[None, Depends(dependency)], ok: int = 1) -> None:
+        return None
+
+    with pytest.raises(UsageError, match=rf"parameter 'n' is a required {where} parameter"):
+        session_for(handler)
 
 
 async def test_get_session_needs_a_dependant_with_a_call() -> None:

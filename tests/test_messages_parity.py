@@ -299,7 +299,7 @@ def errors_everywhere(log: Log) -> tuple[Callable[..., Any], Callable[..., Any]]
         k: int = Depends(needs_header),
         s: str = Depends(sibling),
         page: Annotated[int, Query()] = 1,
-        limit: int = Query(),
+        limit: int = Query(default=10, ge=1),
     ) -> Any:
         return [order.id, k, s, page, limit]
 
