@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, ForwardRef
 
 from fastapi.background import BackgroundTasks
 from fastapi.security import SecurityScopes
@@ -156,6 +156,14 @@ def _check_satisfiable(nodes: list[Node]) -> None:
             for field in fields:
                 if field.field_info.is_required():
                     name = getattr(node.call, "__qualname__", repr(node.call))
+                    if isinstance(field.field_info.annotation, ForwardRef):
+                        raise UsageError(
+                            f"{name}() parameter {field.name!r}: FastAPI could not resolve its "
+                            f"annotation {field.field_info.annotation.__forward_arg__!r}, so it "
+                            "took it for a query parameter. A name local to a function cannot "
+                            "be resolved under `from __future__ import annotations`: define "
+                            "it at module level or drop that import."
+                        )
                     raise UsageError(
                         f"{name}() parameter {field.name!r} is a required {source.value} "
                         "parameter (FastAPI reads a scalar that is not in the path from the "

@@ -215,6 +215,14 @@ async def test_a_parameter_a_message_can_never_give_fails_at_build(
         session_for(handler)
 
 
+async def test_an_unresolvable_annotation_is_named_at_build() -> None:
+    async def handler(dep: "Annotated[str, Depends(not_defined_anywhere)]") -> None:  # noqa: F821
+        return None
+
+    with pytest.raises(UsageError, match="could not resolve its annotation .*__future__"):
+        session_for(handler)
+
+
 async def test_get_session_needs_a_dependant_with_a_call() -> None:
     with pytest.raises(TypeError, match="build_dependant"):
         StreamMessage.get_session(_compat.Dependant(), lambda: None)
