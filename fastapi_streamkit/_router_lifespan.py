@@ -23,7 +23,6 @@ from anyio.abc import TaskGroup
 from ._subscriber import Consumer
 from .brokers.base import Broker, Message
 from .lifespan import CallbackPart, LifespanPart, run_parts
-from .messages import StreamMessage
 
 if TYPE_CHECKING:
     from .router import StreamRouter
@@ -70,8 +69,7 @@ class _ConsumersPart:
         router = self._router
         try:
             for sub in router.subscribers:
-                session = StreamMessage.get_session(sub.dependant, router._provider)
-                consumer = Consumer(sub, router.broker, session, router._notify)
+                consumer = Consumer(sub, router.broker, sub.session, router._notify)
                 messages = router.broker.subscribe(sub.topic, group=sub.group)
                 self._consumers.append(consumer)
                 self._task_group.start_soon(_guarded, consumer, messages)

@@ -51,6 +51,7 @@ class Subscriber:
     handler: Callable[..., Any]
     publishes: tuple[str, ...]
     dependant: Any = field(repr=False, compare=False)
+    session: MessageSession = field(repr=False, compare=False)
 
     @property
     def name(self) -> str:

@@ -23,6 +23,7 @@ from .brokers.memory import MemoryBroker
 from .connection import ConnectionRouter
 from .exceptions import UsageError
 from .lifespan import LifespanMount
+from .messages import StreamMessage
 
 __all__ = ["Publisher", "StreamRouter"]
 
@@ -128,7 +129,10 @@ class StreamRouter(ConnectionRouter):
             name = f"{handler.__module__}.{handler.__qualname__}"
             effective = None if broadcast else group or self.group or name
             dependant = _compat.build_dependant(handler, path=topic)
-            sub = Subscriber(topic, effective, broadcast, max_retries, handler, (), dependant)
+            session = StreamMessage.get_session(dependant, self._provider)  # fails early
+            sub = Subscriber(
+                topic, effective, broadcast, max_retries, handler, (), dependant, session
+            )
             self._subscribers.append(sub)
             return handler
 
