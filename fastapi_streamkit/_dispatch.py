@@ -23,7 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from . import _compat
-from ._plan import Context, Plan, compile_plan, solve
+from ._plan import Plan, compile_plan
+from ._solve import Context, solve
 
 __all__ = ["MessageSession", "ProviderFactory", "read_body"]
 
