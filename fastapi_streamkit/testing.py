@@ -48,7 +48,10 @@ def stream_routers(app: FastAPI) -> tuple[StreamRouter, ...]:
 
 def _handled_by(sub: Subscriber, message_id: str) -> Callable[[Handled], bool]:
     def predicate(handled: Handled) -> bool:
-        return handled.message.id == message_id and handled.subscriber.handler is sub.handler
+        other = handled.subscriber
+        return handled.message.id == message_id and (
+            other.handler is sub.handler and (other.topic, other.group) == (sub.topic, sub.group)
+        )
 
     return predicate
 
@@ -90,9 +93,14 @@ class TestStreamApp:
             router._observers.append(self._record)
         try:
             if self._use_lifespan:
-                self._lifespan = SubAppLifespan(self.app, label="the app under test")
-                with anyio.fail_after(self.timeout):
-                    await self._lifespan.startup()
+                drain = max(router.drain_timeout for router in self._routers)
+                self._lifespan = SubAppLifespan(
+                    self.app,
+                    label="the app under test",
+                    startup_timeout=self.timeout,
+                    shutdown_timeout=self.timeout + drain,
+                )
+                await self._lifespan.startup()
             else:
                 await self._capture.start()
                 self._direct = list(self._direct_consumers())
