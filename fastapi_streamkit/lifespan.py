@@ -32,7 +32,7 @@ The pieces, for `StreamRouter` and for users who compose their own lifespans:
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
@@ -49,6 +49,7 @@ from ._lifespan_parts import LifespanPart as LifespanPart
 from ._lifespan_parts import run_parts as run_parts
 
 __all__ = [
+    "AnyASGIApp",
     "CallbackPart",
     "ContextPart",
     "Hook",
@@ -60,24 +61,29 @@ __all__ = [
 ]
 
 
+AnyASGIApp = Callable[..., Awaitable[None]]
+"""Any ASGI application, whichever framework's types it is annotated with (Litestar's differ)."""
+
+
 class LifespanMount(Mount):
     """A `Mount` that runs its app's lifespan (as a `LifespanPart`) and keeps its state."""
 
     def __init__(
         self,
         path: str,
-        app: ASGIApp,
+        app: AnyASGIApp,
         name: str | None = None,
         *,
         middleware: Sequence[Middleware] | None = None,
         startup_timeout: float | None = None,
         shutdown_timeout: float | None = None,
     ) -> None:
-        super().__init__(path, app=app, name=name, middleware=middleware)
+        asgi_app = cast(ASGIApp, app)
+        super().__init__(path, app=asgi_app, name=name, middleware=middleware)
         kind = app.__name__ if inspect.isfunction(app) else type(app).__name__
         title = f"{name!r} ({kind})" if name else kind
         self._lifespan = SubAppLifespan(
-            app,
+            asgi_app,
             label=f"sub-app {title} mounted at {path!r}",
             startup_timeout=startup_timeout,
             shutdown_timeout=shutdown_timeout,
@@ -134,7 +140,7 @@ class _HostLifespan:
 def mount(
     app: Starlette | Router,
     path: str,
-    sub_app: ASGIApp,
+    sub_app: AnyASGIApp,
     *,
     name: str | None = None,
     startup_timeout: float | None = None,

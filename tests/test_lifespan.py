@@ -35,7 +35,7 @@ from fastapi_streamkit.exceptions import (
     LifespanTimeoutError,
     StreamkitError,
 )
-from fastapi_streamkit.lifespan import LifespanPhase
+from fastapi_streamkit.lifespan import AnyASGIApp, LifespanPhase
 
 from ._redis import REDIS_URL, require_redis
 
@@ -101,7 +101,7 @@ def starlette_app(lifespan: Lifespan) -> ASGIApp:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def litestar_app(lifespan: Lifespan, name: str) -> ASGIApp:
+def litestar_app(lifespan: Lifespan, name: str) -> AnyASGIApp:
     from litestar import Litestar, get
 
     @get("/state", name="state")
@@ -156,7 +156,7 @@ def raw_app(lifespan: Lifespan) -> ASGIApp:
     return app
 
 
-def make_sub(kind: str, log: Log, name: str, fail: Fail = None) -> ASGIApp:
+def make_sub(kind: str, log: Log, name: str, fail: Fail = None) -> AnyASGIApp:
     """A sub-app of ``kind`` running `recorder(log, name, fail)` as its lifespan."""
     lifespan = recorder(log, name, fail)
     if kind == "fastapi":
@@ -635,3 +635,27 @@ async def test_faststream_broker_really_runs_inside_the_host() -> None:
         "host:stop",
         "server<-lifespan.shutdown.complete",
     ]
+
+
+@pytest.mark.anyio
+async def test_mount_on_an_api_router_included_twice_runs_once_per_cycle() -> None:
+    from fastapi import APIRouter
+
+    log: Log = []
+    router = APIRouter()
+    mount(router, "/a", make_sub("fastapi", log, "a"), name="a")
+    host = make_host("fastapi", log)
+    assert isinstance(host, FastAPI)
+    host.include_router(router, prefix="/one")
+    host.include_router(router, prefix="/two")
+    for _ in range(2):
+        async with LifespanServer(host, log).running() as server:
+            assert (await server.startup())["type"] == "lifespan.startup.complete"
+            assert log == ["host:start", "a:start", "server<-lifespan.startup.complete"]
+            await server.shutdown()
+        assert server.error is None
+        assert log[-3:] == ["a:stop", "host:stop", "server<-lifespan.shutdown.complete"]
+        log.clear()
+    with TestClient(host) as client:  # FastAPI copies the Mount per include: state follows
+        assert client.get("/one/a/state").json()["owner"] == "a"
+        assert client.get("/two/a/state").json()["owner"] == "a"
