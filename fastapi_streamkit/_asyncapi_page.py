@@ -24,7 +24,7 @@ main { max-width:1100px; margin:0 auto; padding:8px 32px 48px; }
 h2 { margin:28px 0 10px; font-size:18px; border-bottom:1px solid var(--line); }
 .card { background:#fff; border:1px solid var(--line); border-radius:8px;
   padding:14px 18px; margin:12px 0; }
-.channel h3 { margin:0; font:600 17px ui-monospace, SFMono-Regular, Menlo, monospace; }
+.card h3 { margin:0 0 4px; font:600 17px ui-monospace, SFMono-Regular, Menlo, monospace; }
 .muted { color:var(--muted); font-size:13px; }
 code, .mono { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; }
 code { background:var(--code); padding:1px 5px; border-radius:4px; }
@@ -34,8 +34,13 @@ code { background:var(--code); padding:1px 5px; border-radius:4px; }
 .send { background:var(--send); } .receive { background:var(--receive); }
 .server { background:#6b4fbb; }
 .op { margin:10px 0 0; padding:8px 0 0; border-top:1px dashed var(--line); }
-table { border-collapse:collapse; margin:6px 0; width:100%; }
-td, th { text-align:left; padding:3px 10px 3px 0; vertical-align:top; font-size:13px; }
+table { border-collapse:collapse; margin:4px 0; width:100%; }
+td, th { text-align:left; padding:3px 12px; vertical-align:top; font-size:13px;
+  overflow-wrap:anywhere; }
+table.props { table-layout:fixed; }
+.props td:first-child, .props th:first-child { width:28%; padding-left:0; }
+.props td:nth-child(2), .props th:nth-child(2) { width:30%; }
+.msg .line { margin:2px 0; }
 th { color:var(--muted); font-weight:600; }
 .req { color:#b3261e; }
 .msg { margin:6px 0 0 72px; }
@@ -47,13 +52,21 @@ _SCRIPT = r"""
 const h = (tag, attrs, ...children) => {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child !== null && child !== undefined && child !== false)
       node.append(child instanceof Node ? child : String(child));
   }
   return node;
 };
 const refName = (ref) => ref.split("/").pop();
+const text = (value) => String(value || "").split("`").map(
+  (part, i) => (i % 2 ? h("code", {}, part) : part));
+const FACTS = [["default", "default"], ["minimum", "≥"], ["exclusiveMinimum", ">"],
+  ["maximum", "≤"], ["exclusiveMaximum", "<"], ["minLength", "min length"],
+  ["maxLength", "max length"], ["pattern", "pattern"], ["minItems", "min items"],
+  ["maxItems", "max items"]];
+const facts = (schema) => FACTS.filter(([key]) => schema && schema[key] !== undefined).map(
+  ([key, label]) => `${label} ${JSON.stringify(schema[key])}`).join(" · ");
 const lookup = (doc, ref) => ref.slice(2).split("/").reduce(
   (node, part) => node && node[part.replace(/~1/g, "/").replace(/~0/g, "~")], doc);
 
@@ -81,23 +94,23 @@ function typeView(schema) {
 }
 
 function schemaView(schema) {
-  if (!schema || !schema.properties) return h("div", {}, typeView(schema));
+  if (!schema || !schema.properties) return h("span", {}, typeView(schema));
   const required = new Set(schema.required || []);
-  return h("table", {},
+  return h("table", {class: "props"},
     h("tr", {}, h("th", {}, "name"), h("th", {}, "type"), h("th", {}, "description")),
     Object.entries(schema.properties).map(([name, prop]) => h("tr", {},
       h("td", {class: "mono"}, name, required.has(name) ? h("span", {class: "req"}, " *") : ""),
       h("td", {}, typeView(prop)),
-      h("td", {}, prop.description || ""))));
+      h("td", {}, text(prop.description), " ", h("span", {class: "muted"}, facts(prop))))));
 }
 
 function messageView(message) {
   return h("div", {class: "msg"},
     h("div", {}, h("strong", {}, message.name || "message"), " ",
       h("span", {class: "muted"}, message.contentType || "")),
-    message.payload ? h("div", {}, h("span", {class: "muted"}, "payload: "),
+    message.payload ? h("div", {class: "line"}, h("span", {class: "muted"}, "payload: "),
       schemaView(message.payload)) : h("div", {class: "empty"}, "payload not described"),
-    message.headers ? h("div", {}, h("span", {class: "muted"}, "headers: "),
+    message.headers ? h("div", {class: "line"}, h("span", {class: "muted"}, "headers: "),
       schemaView(message.headers)) : null);
 }
 
@@ -108,15 +121,15 @@ function channelView(doc, id, channel) {
     refName(s.$ref)));
   const params = Object.entries(channel.parameters || {});
   return h("section", {class: "card channel", id: "channel-" + id},
-    h("h3", {}, servers, channel.address || id),
+    h("h3", {}, servers, h("span", {class: "address"}, channel.address || id)),
     h("div", {class: "muted"}, "channel id ", h("code", {}, id)),
-    channel.description ? h("p", {}, channel.description) : null,
+    channel.description ? h("p", {}, text(channel.description)) : null,
     params.length ? h("div", {}, "parameters: ", params.map(([name, p]) =>
       h("span", {}, h("code", {}, name), " ", h("span", {class: "muted"}, p.description || ""),
         " "))) : null,
     operations.length ? operations.map(([opId, op]) => h("div", {class: "op"},
       h("span", {class: "badge " + op.action}, op.action), h("strong", {class: "mono"}, opId),
-      op.summary ? h("span", {class: "muted"}, " — " + op.summary) : null,
+      op.summary ? h("span", {class: "muted"}, " — ", text(op.summary)) : null,
       (op.messages || []).map((ref) => messageView(lookup(doc, ref.$ref) || {}))))
       : h("div", {class: "empty"}, "no operations"));
 }
@@ -125,11 +138,11 @@ function render(doc) {
   const info = doc.info || {};
   document.title = `${info.title || "AsyncAPI"} — AsyncAPI`;
   document.getElementById("title").textContent = `${info.title || "API"} ${info.version || ""}`;
-  document.getElementById("description").textContent = info.description || "";
+  document.getElementById("description").replaceChildren(...text(info.description));
   const servers = Object.entries(doc.servers || {});
   const channels = Object.entries(doc.channels || {});
   const schemas = Object.entries((doc.components || {}).schemas || {});
-  document.getElementById("content").replaceChildren(
+  document.getElementById("content").replaceChildren(h("div", {},
     h("h2", {}, "Servers"),
     servers.length ? h("table", {class: "card"},
       h("tr", {}, h("th", {}, "id"), h("th", {}, "protocol"), h("th", {}, "host"),
@@ -144,7 +157,8 @@ function render(doc) {
     h("h2", {}, `Schemas (${schemas.length})`),
     schemas.map(([name, schema]) => h("section", {class: "card", id: "schema-" + name},
       h("h3", {class: "mono"}, name),
-      schema.description ? h("p", {}, schema.description) : null, schemaView(schema))));
+      schema.description ? h("p", {}, text(schema.description)) : null,
+      schemaView(schema)))));
 }
 
 const source = document.body.dataset.source;
@@ -163,6 +177,7 @@ def render_page(*, title: str, json_url: str) -> str:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>{html.escape(title)} — AsyncAPI</title>
 <style>{_STYLE}</style>
 </head>

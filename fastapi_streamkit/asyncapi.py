@@ -140,6 +140,8 @@ class _Builder:
     # -- brokers: subscribers and publishers ----------------------------------------------
 
     def add_router(self, router: StreamRouter) -> None:
+        if not router.subscribers and not router.publishers:
+            return  # its broker carries nothing of this app's: no server entry
         server = self._broker_server(router.broker)
         for sub in router.subscribers:
             self._add_subscriber(server, sub)
