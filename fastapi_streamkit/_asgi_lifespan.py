@@ -47,7 +47,7 @@ class LifespanPhase(enum.Enum):
 
 
 class _Run:
-    """One lifespan cycle of an app: the streams, its task's outcome, the state dict."""
+    """One lifespan cycle of an app: the messages exchanged, its task's outcome, its state."""
 
     def __init__(self) -> None:
         self.request: Message | None = None  # the next event for the app's receive()

@@ -21,8 +21,8 @@ The pieces, for `StreamRouter` and for users who compose their own lifespans:
   once and is stopped by its outermost run, so it runs exactly once per lifespan cycle.
   ``startup()`` and ``shutdown()`` of a `LifespanMount` must run in the same task, in
   last-in first-out order with other parts (`run_parts` guarantees both).
-- `LifespanMount(path, app, name=None, *, middleware=None, startup_timeout=None,
-  shutdown_timeout=None)`: a Starlette `Mount` that drives its app's lifespan in its own task
+- `LifespanMount(path, app, name=None, *, middleware=None, max_body_size=None,
+  startup_timeout=None, shutdown_timeout=None)`: a Starlette `Mount` that drives its app's lifespan in its own task
   and gives that app's requests the state its lifespan yielded.
 - `mount(app, path, sub_app, ...)`: registers a `LifespanMount` on a FastAPI/Starlette app (or
   a router) and wraps the router's ``lifespan_context`` so sub-apps start after the host's
@@ -75,11 +75,14 @@ class LifespanMount(Mount):
         name: str | None = None,
         *,
         middleware: Sequence[Middleware] | None = None,
+        max_body_size: int | None = None,
         startup_timeout: float | None = None,
         shutdown_timeout: float | None = None,
     ) -> None:
         asgi_app = cast(ASGIApp, app)
-        super().__init__(path, app=asgi_app, name=name, middleware=middleware)
+        super().__init__(
+            path, app=asgi_app, name=name, middleware=middleware, max_body_size=max_body_size
+        )
         kind = app.__name__ if inspect.isfunction(app) else type(app).__name__
         title = f"{name!r} ({kind})" if name else kind
         self._lifespan = SubAppLifespan(
