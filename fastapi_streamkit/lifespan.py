@@ -22,8 +22,8 @@ The pieces, for `StreamRouter` and for users who compose their own lifespans:
   ``startup()`` and ``shutdown()`` of a `LifespanMount` must run in the same task, in
   last-in first-out order with other parts (`run_parts` guarantees both).
 - `LifespanMount(path, app, name=None, *, middleware=None, max_body_size=None,
-  startup_timeout=None, shutdown_timeout=None)`: a Starlette `Mount` that drives its app's lifespan in its own task
-  and gives that app's requests the state its lifespan yielded.
+  startup_timeout=None, shutdown_timeout=None)`: a Starlette `Mount` that drives its app's
+  lifespan in its own task and gives that app's requests the state its lifespan yielded.
 - `mount(app, path, sub_app, ...)`: registers a `LifespanMount` on a FastAPI/Starlette app (or
   a router) and wraps the router's ``lifespan_context`` so sub-apps start after the host's
   lifespan, in call order, and stop in reverse before it.
