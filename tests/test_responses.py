@@ -34,10 +34,9 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fastapi_streamkit import ASGIStreamingResponse, EventStream, JSONLines, MsgPackStream, Stream
 from fastapi_streamkit._sources import thread_limiter
 from fastapi_streamkit.exceptions import EncodeError, SlowClientError
-from fastapi_streamkit.responses import ASGIStreamingResponse, JSONLines, MsgPackStream, Stream
-from fastapi_streamkit.sse import EventStream
 from tests._server import Running, serve
 from tests.apps.wire import ASGICall, Marks, RawClient, wait_for
 

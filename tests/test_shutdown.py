@@ -18,9 +18,8 @@ import anyio
 import pytest
 from fastapi import FastAPI
 
-from fastapi_streamkit._shutdown import open_streams, request_shutdown
-from fastapi_streamkit.responses import Stream
-from fastapi_streamkit.sse import EventStream, ServerSentEvent
+from fastapi_streamkit import EventStream, ServerSentEvent, Stream, request_shutdown
+from fastapi_streamkit._shutdown import open_streams
 from tests._server import serve, serve_process
 from tests.apps.wire import ASGICall, Marks, RawClient, wait_for
 

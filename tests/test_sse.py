@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from fastapi.sse import ServerSentEvent as FastAPIEvent
 from fastapi.sse import format_sse_event
 
+from fastapi_streamkit import EventStream, LastEventID, ServerSentEvent
 from fastapi_streamkit.exceptions import EncodeError
-from fastapi_streamkit.sse import EventStream, LastEventID, ServerSentEvent
 from tests._server import serve
 from tests.apps.wire import ASGICall, RawClient
 

@@ -30,7 +30,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocket
 
-from fastapi_streamkit.responses import Stream
+from fastapi_streamkit import Stream
 from tests.apps.wire import ASGICall
 
 Factory = Callable[..., Any]
