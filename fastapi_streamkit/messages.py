@@ -54,7 +54,7 @@ from typing import Any
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import Request, empty_send
 from starlette.types import Message
 
 from . import _compat
@@ -123,7 +123,14 @@ class StreamMessage(Request):
         scope["headers"] = raw
         scope["path_params"] = dict(path) if path else {}
         scope["topic"] = topic
-        super().__init__(scope, self._receive_body)
+        # What Request.__init__(scope, receive) sets, inlined: this runs once per message.
+        # tests/test_messages.py fails if Starlette's Request starts setting other attributes.
+        self.scope = scope
+        self._receive = self._receive_body
+        self._send = empty_send
+        self._stream_consumed = False
+        self._is_disconnected = False
+        self._form = None
         self._body = body.encode() if isinstance(body, str) else body
         self._body_sent = False
 

@@ -62,6 +62,20 @@ async def test_stream_message_is_a_request_over_a_minimal_http_scope() -> None:
     assert [chunk async for chunk in message.stream()] == [b'{"id": 1}', b""]
 
 
+async def test_stream_message_sets_what_starlettes_request_init_sets() -> None:
+    """StreamMessage inlines Request.__init__; this fails when Starlette's changes."""
+    request = StarletteRequest({"type": "http"}, StreamMessage(b"")._receive_body)
+    message = StreamMessage(b"x")
+    ours = {"_body", "_body_sent"}
+    assert set(vars(message)) - ours == set(vars(request))
+    assert message._send is request._send
+    assert (message._stream_consumed, message._is_disconnected, message._form) == (
+        request._stream_consumed,
+        request._is_disconnected,
+        request._form,
+    )
+
+
 async def test_defaults_make_an_empty_message_at_the_root_path() -> None:
     message = StreamMessage(b"")
     assert message.url.path == "/"
