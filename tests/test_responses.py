@@ -33,6 +33,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message
 
 from fastapi_streamkit import ASGIStreamingResponse, EventStream, JSONLines, MsgPackStream, Stream
 from fastapi_streamkit._sources import thread_limiter
@@ -155,7 +156,7 @@ async def test_spec_2_4_send_failure_stops_the_stream_and_closes_the_source() ->
         await anyio.sleep_forever()
         raise AssertionError
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "http.response.body":
             if len(sent) == 3:
                 raise OSError("client gone")
@@ -533,7 +534,9 @@ def make_app(probe: Probe) -> FastAPI:
                 gate.wait(10)  # "between two yields", until the test opens the gate
                 marks.hit(f"{name}:yield")
                 yield b"second"
-                yield from iter(lambda: time.sleep(0.01) or b".", None)
+                while True:
+                    time.sleep(0.01)
+                    yield b"."
             finally:
                 marks.hit(f"{name}:finally")
 
@@ -589,7 +592,7 @@ def make_app(probe: Probe) -> FastAPI:
                 marks.hit(f"{name}:finally")
 
         if kind == "sse-message":
-            return EventStream(source())  # type: ignore[return-value]
+            return EventStream(source())
         return Stream(source()) if kind == "raise" else JSONLines(source())
 
     return app
@@ -675,7 +678,10 @@ def test_connect_disconnect_cycles_leave_no_task_and_no_busy_thread(server: Serv
         else:
             client = _open(server, f"/idle/cycle-{i}")
         client.close()
-    finals = lambda: sum(marks.count(f"cycle-{i}:finally") for i in range(200))  # noqa: E731
+
+    def finals() -> int:
+        return sum(marks.count(f"cycle-{i}:finally") for i in range(200))
+
     wait_for(lambda: finals() == 200, timeout=10, what="200 sources closed")
     wait_for(lambda: _stats(server) == baseline, timeout=5, what=f"tasks back to {baseline}")
     assert sum(marks.count(f"cycle-{i}:background") for i in range(200)) == 200
@@ -747,7 +753,7 @@ def test_slow_client_error_propagates_in_process() -> None:
         finally:
             marks.hit("finally")
 
-    async def stuck_send(message: dict[str, Any]) -> None:
+    async def stuck_send(message: Message) -> None:
         if message["type"] == "http.response.body":
             await anyio.sleep_forever()
 
@@ -917,7 +923,7 @@ async def test_events_are_prompt_in_process_behind_middleware(kind: str, spec_ve
     )
     timings: Timings | None = None
 
-    def on_send(message: dict[str, Any]) -> None:
+    def on_send(message: Message) -> None:
         nonlocal timings
         if message["type"] == "http.response.start":
             headers = dict(message["headers"])

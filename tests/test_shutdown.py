@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 from fastapi import FastAPI
+from starlette.types import Message
 
 from fastapi_streamkit import EventStream, ServerSentEvent, Stream, request_shutdown
 from fastapi_streamkit._shutdown import open_streams
@@ -150,7 +151,7 @@ async def test_sigterm_is_chained_while_a_stream_is_open(recorded_sigterm: list[
     call = ASGICall()
     seen: list[Any] = []
 
-    def on_send(message: dict[str, Any]) -> None:
+    def on_send(message: Message) -> None:
         if message.get("body") == b"data: ready\n\n":
             seen.append(signal.getsignal(signal.SIGTERM))
             signal.raise_signal(signal.SIGTERM)
@@ -175,7 +176,7 @@ async def test_a_handler_installed_meanwhile_is_not_overwritten(
     marks = Marks()
     call = ASGICall()
 
-    def on_send(message: dict[str, Any]) -> None:
+    def on_send(message: Message) -> None:
         if message.get("body") == b"data: ready\n\n":
             signal.signal(signal.SIGTERM, other)  # someone else takes over
             call.disconnected.set()

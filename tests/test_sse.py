@@ -95,7 +95,7 @@ INVALID = [
 
 
 @pytest.mark.parametrize("kwargs", [k for _, k in INVALID], ids=[n for n, _ in INVALID])
-def test_invalid_fields_raise_value_error(kwargs: dict[str, str]) -> None:
+def test_invalid_fields_raise_value_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         ServerSentEvent("x", **kwargs)
 

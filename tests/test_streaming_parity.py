@@ -17,7 +17,7 @@ Deliberate divergences (each has its own test below):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -28,6 +28,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from fastapi_streamkit import Stream
@@ -189,11 +190,11 @@ async def test_streaming_response_stops_if_receiving_http_disconnect(
     streamed = 0
     disconnected = anyio.Event()
 
-    async def receive_disconnect() -> dict[str, Any]:
+    async def receive_disconnect() -> Message:
         await disconnected.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         nonlocal streamed
         if message["type"] == "http.response.body":
             streamed += len(message.get("body", b""))
@@ -249,11 +250,11 @@ async def test_spec_2_4_client_disconnect() -> None:
     streamed = False
     closed = False
 
-    async def receive_never() -> dict[str, Any]:
+    async def receive_never() -> Message:
         await anyio.sleep_forever()
         raise AssertionError
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         nonlocal streamed
         if message["type"] == "http.response.body":
             if not streamed:
@@ -285,11 +286,11 @@ async def test_disconnect_closes_a_source_paused_at_a_yield() -> None:
     """The client leaves while the response waits on a send (the source is paused at its
     ``yield``); the app still holds the generator. Starlette leaves it open; Stream closes it."""
     closed: dict[str, bool] = {}
-    held = []
+    held: list[AsyncGenerator[bytes, None]] = []
 
     for cls in CLASSES:
 
-        async def source(name: str = cls.__name__) -> AsyncIterator[bytes]:
+        async def source(name: str = cls.__name__) -> AsyncGenerator[bytes, None]:
             closed[name] = False
             try:
                 while True:
@@ -299,7 +300,7 @@ async def test_disconnect_closes_a_source_paused_at_a_yield() -> None:
 
         call = ASGICall()
 
-        async def blocked_send(message: dict[str, Any], call: ASGICall = call) -> None:
+        async def blocked_send(message: Message, call: ASGICall = call) -> None:
             if message["type"] == "http.response.body":
                 call.disconnected.set()
                 await anyio.sleep_forever()

@@ -157,7 +157,7 @@ def _typed_router(router: APIRouter, response_class: type[Stream]) -> APIRouter:
     @router.get("/items/{prefix}", response_class=response_class)
     async def items(prefix: str, rate: Annotated[float, Depends(tax)]) -> AsyncIterator[Item]:
         yield Item(name=f"{prefix}-plain", price=1 + rate)
-        yield {"name": f"{prefix}-dict", "price": "2.5"}  # validated: coerced to a float
+        yield {"name": f"{prefix}-dict", "price": "2.5"}  # type: ignore[misc]  # coerced
         yield SecretItem(name=f"{prefix}-sub", price=3, secret="hidden")
 
     @router.get("/sync-items", response_class=response_class)
@@ -169,7 +169,7 @@ def _typed_router(router: APIRouter, response_class: type[Stream]) -> APIRouter:
     async def invalid() -> AsyncIterator[Item]:
         yield Item(name="ok", price=1)
         await anyio.sleep(0.05)  # the valid item reaches the client first
-        yield {"name": "bad", "price": "not a number"}
+        yield {"name": "bad", "price": "not a number"}  # type: ignore[misc]
         yield Item(name="never", price=0)
 
     return router

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from starlette.types import Message
 
 
 class Closed(Exception):
@@ -164,13 +165,13 @@ class ASGICall:
             "server": ("127.0.0.1", 80),
             "state": {},
         }
-        self.messages: list[dict[str, Any]] = []
+        self.messages: list[Message] = []
         self.times: list[float] = []
         self.disconnected = anyio.Event()
         self.requested = False
-        self.on_send: Callable[[dict[str, Any]], None] | None = None
+        self.on_send: Callable[[Message], None] | None = None
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         if not self.requested:
             self.requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -178,14 +179,14 @@ class ASGICall:
             await self.disconnected.wait()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         self.messages.append(message)
         self.times.append(time.monotonic())
         if self.on_send is not None:
             self.on_send(message)
 
     @property
-    def starts(self) -> list[dict[str, Any]]:
+    def starts(self) -> list[Message]:
         return [m for m in self.messages if m["type"].endswith("http.response.start")]
 
     @property
