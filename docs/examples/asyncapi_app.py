@@ -1,5 +1,7 @@
 """An app whose every streaming part shows up in its AsyncAPI document.
 
+- ``POST /orders/{region}`` publishes an order to ``orders.{region}`` (plain HTTP: not in
+  the AsyncAPI document, which is about what streams);
 - ``ship`` receives orders on ``orders.{region}`` (pydantic body, a topic parameter, an
   ``X-Tenant`` header) and publishes a ``Shipment`` to ``orders.shipped``;
 - ``audit`` receives every shipment on every worker (``broadcast=True``);
@@ -70,6 +72,15 @@ async def ship(
 async def audit(shipment: Shipment) -> None:
     """Record every shipment, on every worker."""
     audit_log.append(shipment)
+
+
+@router.post("/orders/{region}", status_code=202)
+async def place_order(
+    order: Order, region: str, x_tenant: Annotated[str, Header()]
+) -> dict[str, str]:
+    """Take an order over HTTP and hand it to the ``ship`` subscriber through the broker."""
+    message_id = await router.publish(f"orders.{region}", order, headers={"x-tenant": x_tenant})
+    return {"message_id": message_id}
 
 
 @router.get("/shipments", response_class=EventStream)
