@@ -13,7 +13,7 @@ How the message body becomes the handler's body parameters (FastAPI's rules, fix
   ``application/*+json``), the body is decoded as JSON; invalid JSON fails validation with
   FastAPI's ``json_invalid`` error. Another ``content-type`` leaves the raw bytes;
 - a single body parameter receives the whole body; several (or one declared
-  ``Body(embed=True)``) receive the members of a JSON object named after them, as in FastAPI.
+  ``Body(embed=True)``) receive the members of a JSON object named after them, as in FastAPI;
 - as in FastAPI, a scalar parameter that is not in the topic pattern is a *query* parameter;
   a message has no query string (nor cookies), so a required one fails `get_session` with
   `UsageError`: declare it ``Annotated[int, Body()]`` to read the body, or ``Header()``.
@@ -29,9 +29,10 @@ When teardown runs (``yield`` dependencies):
 
 How router.py should call this::
 
-    session = StreamMessage.get_session(
-        _compat.build_dependant(handler, path="orders.{region}"), lambda: app
-    )  # once per subscriber
+    session = StreamMessage.get_session(  # once per subscriber; UsageError: a bad handler
+        _compat.build_dependant(handler, path="orders.{region}", dependencies=[...]),
+        lambda: app,  # called per message: its dependency_overrides apply (None: no app)
+    )
     message = StreamMessage(body, headers, {"region": "eu"}, topic="orders.eu")  # per message
     try:
         async with session.open(message) as result:
@@ -44,7 +45,8 @@ How router.py should call this::
 Deliberate divergences from FastAPI's HTTP path: JSON is assumed without a ``content-type``
 (FastAPI's ``strict_content_type=False``); a body that is not UTF-8 JSON is a validation error
 (FastAPI answers 400); header values are decoded as UTF-8, not latin-1, so any ``str`` value
-round-trips; there are no query parameters or cookies.
+round-trips; there are no query parameters or cookies. A dependency or handler raising
+``HTTPException`` is just an exception here (nothing answers it).
 """
 
 from __future__ import annotations
