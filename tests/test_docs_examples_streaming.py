@@ -89,6 +89,19 @@ def fields(block: str) -> dict[str, str]:
 # -- docs/streaming.md ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("example", ["streaming_first"], indirect=True)
+def test_first_stream_ticks_until_the_client_leaves(
+    example: tuple[ModuleType, Running], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, running = example
+    sock = open_raw(running.port, "/ticks")
+    try:
+        read_until(sock, b'data: {"tick":2}\n\n')
+    finally:
+        sock.close()
+    wait_until(lambda: "client gone after 2 ticks" in capsys.readouterr().out, timeout=2.0)
+
+
 @pytest.mark.parametrize("example", ["streaming_basic"], indirect=True)
 def test_basic_streams(example: tuple[ModuleType, Running]) -> None:
     module, running = example
