@@ -61,6 +61,7 @@ from starlette.types import Message
 
 from . import _compat
 from ._dispatch import MessageSession, ProviderFactory
+from .codecs import json_encode
 
 __all__ = ["MessageHeaders", "MessageSession", "StreamMessage"]
 
@@ -102,12 +103,24 @@ _SCOPE: dict[str, Any] = {
 }
 
 
+def _body_bytes(body: object) -> bytes:
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    return json_encode(body)  # dict, list, pydantic model, dataclass... as the router publishes
+
+
 class StreamMessage(Request):
-    """A broker message as a Starlette `Request` over a minimal ASGI scope (POST ``/<topic>``)."""
+    """A broker message as a Starlette `Request` over a minimal ASGI scope (POST ``/<topic>``).
+
+    ``body``: bytes as they are, ``str`` as UTF-8, anything else (dict, list, pydantic model,
+    dataclass) as JSON; ``path``: the path parameters, e.g. from the topic pattern.
+    """
 
     def __init__(
         self,
-        body: bytes | str = b"",
+        body: object = b"",
         headers: Mapping[str, str] | None = None,
         path: Mapping[str, str] | None = None,
         *,
@@ -133,7 +146,7 @@ class StreamMessage(Request):
         self._stream_consumed = False
         self._is_disconnected = False
         self._form = None
-        self._body = body.encode() if isinstance(body, str) else body
+        self._body = body if type(body) is bytes else _body_bytes(body)
         self._body_sent = False
 
     @property

@@ -85,8 +85,23 @@ async def test_defaults_make_an_empty_message_at_the_root_path() -> None:
     assert await message.body() == b""
 
 
-async def test_str_body_is_utf8() -> None:
-    assert await StreamMessage("héllo").body() == "héllo".encode()
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("héllo", "héllo".encode()),
+        (bytearray(b"ab"), b"ab"),
+        (memoryview(b"cd"), b"cd"),
+        ({"id": 1, "name": "é"}, '{"id":1,"name":"é"}'.encode()),
+        ([1, 2], b"[1,2]"),
+        (Order(id=2), b'{"id":2,"qty":1}'),
+    ],
+)
+async def test_body_is_bytes_str_as_utf8_or_anything_else_as_json(
+    body: Any, expected: bytes
+) -> None:
+    message = StreamMessage(body)
+    assert await message.body() == expected
+    assert type(message._body) is bytes
 
 
 async def test_headers_are_case_insensitive_and_round_trip_any_str() -> None:
