@@ -38,7 +38,7 @@ from pydantic import BaseModel
 # Run as a script, sys.path[0] is benchmarks/, whose modules (redis.py) would shadow packages.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from fastapi_streamkit import StreamMessage, _compat
+from fastapi_streamkit import StreamMessage, _compat  # noqa: E402
 
 BODY = b'{"id": 3, "name": "widget", "qty": 4}'
 HEADERS = {"content-type": "application/json"}
