@@ -27,7 +27,7 @@ from fastapi_streamkit import (
     get_asyncapi,
 )
 from fastapi_streamkit.asyncapi import dump_asyncapi
-from fastapi_streamkit.exceptions import UsageError
+from fastapi_streamkit.exceptions import MissingDependency, UsageError
 from tests._asyncapi_schema import resolve, validate_asyncapi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -482,6 +482,12 @@ def test_dump_round_trips(as_yaml: bool) -> None:
     app = rich_app()
     text = dump_asyncapi(app, yaml=as_yaml)
     assert (yaml.safe_load(text) if as_yaml else json.loads(text)) == get_asyncapi(app)
+
+
+def test_yaml_without_pyyaml_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+    with pytest.raises(MissingDependency, match="pip install pyyaml"):
+        dump_asyncapi(FastAPI(), yaml=True)
 
 
 def test_dump_refuses_what_is_not_an_app() -> None:
