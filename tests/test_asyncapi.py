@@ -151,7 +151,7 @@ def rich() -> dict[str, Any]:
 
 
 def channel_by_address(doc: dict[str, Any], address: str) -> dict[str, Any]:
-    found = [c for c in doc["channels"].values() if c["address"] == address]
+    found: list[dict[str, Any]] = [c for c in doc["channels"].values() if c["address"] == address]
     assert len(found) == 1, f"{address!r} in {[c['address'] for c in doc['channels'].values()]}"
     return found[0]
 
@@ -527,3 +527,30 @@ def test_command_prints_json_and_yaml(example_doc: dict[str, Any]) -> None:
 def test_command_errors(target: str, error: str) -> None:
     result = run_cli(target)
     assert result.returncode == 2 and error in result.stderr and result.stdout == ""
+
+
+def test_hidden_stream_routes_and_plain_starlette_apps() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    router = StreamRouter()
+
+    @router.get("/hidden", response_class=EventStream, include_in_schema=False)
+    async def hidden() -> AsyncIterator[Ping]:
+        yield Ping(seq=1)
+
+    app = FastAPI()
+    app.include_router(router)
+    assert get_asyncapi(app)["channels"] == {}
+
+    async def socket(websocket: Any) -> None:
+        pass
+
+    starlette_app = Starlette(routes=[WebSocketRoute("/ws/{room}", socket, name="socket")])
+    doc = get_asyncapi(starlette_app)
+    validate_asyncapi(doc)
+    assert doc["info"]["title"] == "Starlette"
+    assert channel_by_address(doc, "/ws/{room}")["bindings"] == {
+        "ws": {"method": "GET", "bindingVersion": "0.1.0"}
+    }
+    assert sorted(doc["operations"]) == ["socket_receive", "socket_send"]
