@@ -137,6 +137,10 @@ def rich_app() -> FastAPI:
     async def fastapi_sse() -> AsyncIterator[Shipped]:
         yield Shipped(order_id=1)
 
+    @plain.get("/fastapi-jsonl")
+    async def fastapi_jsonl() -> AsyncIterator[Shipped]:
+        yield Shipped(order_id=1)
+
     app = FastAPI(title="Rich", version="2.0.0", description="Everything streams.")
     app.include_router(router)
     app.include_router(router, prefix="/v2")  # included twice: its subscribers count once
@@ -263,6 +267,7 @@ def test_broadcast_group_embedded_body_and_bodiless_subscribers(rich: dict[str, 
         ("/orders.jsonl", "order_lines", "application/json", "Order", "JSON Lines"),
         ("/pings.msgpack", "pings", "application/vnd.msgpack", "Ping", "MessagePack"),
         ("/fastapi-sse", "fastapi_sse", "application/json", "Shipped", "Server-Sent"),
+        ("/fastapi-jsonl", "fastapi_jsonl", "application/json", "Shipped", "JSON Lines"),
     ],
 )
 def test_streaming_routes(
