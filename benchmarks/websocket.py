@@ -12,6 +12,9 @@ three FastAPI endpoints that echo every message back:
 The client is a raw-socket WebSocket client that writes pre-built frames and counts the echoed
 frames, so that the server, not the client, is what is measured. It sends N small messages
 (pipelined) and waits for the N echoes; the best of R rounds is kept, rounds interleaved.
+Three figures: wall-clock messages/s; the server process's CPU time per message (steady even
+on a busy machine, and what bounds a saturated server); the app's own cost per message,
+driven in-process without a server.
 
     .venv/bin/python benchmarks/websocket.py [--messages 50000] [--rounds 3]
 """
@@ -187,6 +190,15 @@ def app_cost(count: int, rounds: int) -> dict[str, float]:
     return best
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``; inf where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("inf")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -218,16 +230,19 @@ def main() -> None:
         "ours iter_msgpack/send_msgpack": ("/ours/msgpack", msgspec.msgpack.encode(MESSAGE), True),
     }
     best = dict.fromkeys(cases, float("inf"))
+    cpu = dict.fromkeys(cases, float("inf"))  # server CPU seconds per round: robust to noise
     try:
         wait_for_port(port, proc)
         for path, payload, binary in cases.values():  # warm-up
             asyncio.run(echo_round(port, path, payload, binary=binary, count=2000))
         for _ in range(args.rounds):
             for name, (path, payload, binary) in cases.items():
+                used = server_cpu(proc.pid)
                 elapsed = asyncio.run(
                     echo_round(port, path, payload, binary=binary, count=args.messages)
                 )
                 best[name] = min(best[name], elapsed)
+                cpu[name] = min(cpu[name], server_cpu(proc.pid) - used)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -240,6 +255,12 @@ def main() -> None:
     for name in cases:
         rate = args.messages / best[name]
         print(f"  {name:36s} {rate:10,.0f} msg/s  {rate / base:5.2f}x Starlette")
+    if all(value < float("inf") for value in cpu.values()):
+        print("Server CPU per echoed message (uvicorn + app; what bounds a saturated server)")
+        base_cpu = cpu["starlette receive_json/send_json"]
+        for name, used in cpu.items():
+            per = used / args.messages * 1e6
+            print(f"  {name:36s} {per:8.2f} us/msg  {base_cpu / used:5.2f}x Starlette")
     print("App cost per echoed message (in-process, no server: what the endpoint itself spends)")
     base_cost = costs["starlette receive_json/send_json"]
     for name, cost in costs.items():
