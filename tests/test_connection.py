@@ -670,3 +670,32 @@ def _connect(server: Running, path: str, *, origin: str | None = None) -> Any:
 
 
 _ = ClientConnection  # the type `_connect` yields
+
+
+def test_raw_receive_reports_an_oversized_message_as_a_1009_disconnect() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Small(WebSocket):
+        max_message_size = 8
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        websocket = Small(scope, receive, send)
+        await websocket.accept()
+        seen.append(dict(await websocket.receive()))
+        seen.append(dict(await websocket.receive()))
+        with pytest.raises(WebSocketDisconnect) as again:
+            await websocket.receive_bytes()
+        seen.append({"again": again.value.code})
+
+    with TestClient(app).websocket_connect("/") as client:
+        client.send_bytes(b"12345678")
+        client.send_text("€€€")  # 3 characters, 9 bytes in UTF-8
+        with pytest.raises(WebSocketDisconnect) as closed:
+            client.receive_text()
+    assert closed.value.code == 1009
+    reason = "expected a message of at most 8 bytes, got 9"
+    assert seen == [
+        {"type": "websocket.receive", "bytes": b"12345678"},
+        {"type": "websocket.disconnect", "code": 1009, "reason": reason},
+        {"again": 1009},
+    ]
