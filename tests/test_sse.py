@@ -16,9 +16,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.sse import ServerSentEvent as FastAPIEvent
 from fastapi.sse import format_sse_event
+from starlette.types import Message
 
 from fastapi_streamkit import EventStream, LastEventID, ServerSentEvent
-from fastapi_streamkit.exceptions import EncodeError
+from fastapi_streamkit.exceptions import EncodeError, SlowClientError
 from tests._server import serve
 from tests.apps.wire import ASGICall, RawClient
 
@@ -331,3 +332,27 @@ def test_last_event_id_in_openapi_is_an_optional_header() -> None:
     (param,) = schema["paths"]["/resume"]["get"]["parameters"]
     assert param["in"] == "header" and param["name"].lower() == "last-event-id"
     assert not param.get("required", False)
+
+
+@pytest.mark.anyio
+async def test_ping_to_a_stuck_client_times_out() -> None:
+    """With send_timeout, a ping that the client does not take aborts the idle stream."""
+    closed: list[bool] = []
+
+    async def idle() -> AsyncIterator[str]:
+        try:
+            yield "first"
+            await anyio.sleep_forever()
+        finally:
+            closed.append(True)
+
+    async def send(message: Message) -> None:
+        if message.get("body") == b": ping\n\n":
+            await anyio.sleep_forever()  # the client stopped reading
+
+    call = ASGICall()
+    with anyio.fail_after(5), pytest.raises(SlowClientError):
+        await EventStream(idle(), ping_interval=0.05, send_timeout=0.2)(
+            call.scope, call.receive, send
+        )
+    assert closed == [True]

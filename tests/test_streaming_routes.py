@@ -8,6 +8,7 @@ Every test runs through ``APIRouter(route_class=StreamRoute)`` and through `Stre
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ import httpx
 import msgspec
 import pydantic
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Response
 from fastapi.sse import EventSourceResponse
 
 from fastapi_streamkit import (
@@ -356,3 +357,51 @@ def test_injected_response_headers_and_cookies_reach_the_client(
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.text.count("data: ") == 2
     assert sync.cookies["sync_cookie"] == "s1" and sync.json() == {"name": "sync", "price": 1.0}
+
+
+def test_disconnect_before_the_first_item_closes_the_generator(
+    make_router: RouterFactory,
+) -> None:
+    """The head waits for the first item; a client that leaves meanwhile still gets the
+    generator closed (its ``finally`` runs)."""
+    router = make_router()
+    events: list[str] = []
+
+    @router.get("/slow-start", response_class=EventStream)
+    async def slow_start() -> AsyncIterator[Item]:
+        events.append("started")
+        try:
+            await anyio.sleep_forever()
+            yield Item(name="never", price=0)
+        finally:
+            events.append("finally")
+
+    with serve(_app(router)) as running:
+        client = RawClient(running.port, "/slow-start")
+        try:
+            deadline = time.monotonic() + 5
+            while events != ["started"]:
+                assert time.monotonic() < deadline, "the generator never started"
+                time.sleep(0.005)
+        finally:
+            client.close()
+        deadline = time.monotonic() + 5
+        while events != ["started", "finally"]:
+            assert time.monotonic() < deadline, f"the generator was not closed: {events}"
+            time.sleep(0.005)
+
+
+@pytest.mark.anyio
+async def test_background_tasks_dependency_runs_once_after_the_stream(
+    make_router: RouterFactory,
+) -> None:
+    router = make_router()
+    runs: list[str] = []
+
+    @router.get("/with-background")
+    async def with_background(tasks: BackgroundTasks) -> Stream:
+        tasks.add_task(runs.append, "after")
+        return Stream(iter(["a", "b"]))
+
+    response = await _get(_app(router), "/with-background")
+    assert response.text == "ab" and runs == ["after"]
