@@ -620,13 +620,16 @@ class Server:
         return self.running.port
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["h11-asyncio", "httptools-uvloop"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     probe = Probe()
-    with serve(make_app(probe)) as running:
-        yield Server(running, probe)
-    for gate in probe.gates.values():  # never leave a worker thread waiting
-        gate.set()
+    http, loop = request.param.split("-")
+    with serve(make_app(probe), http=http, loop=loop) as running:
+        try:
+            yield Server(running, probe)
+        finally:
+            for gate in probe.gates.values():  # never leave a worker thread waiting
+                gate.set()
 
 
 def _open(server: Server, path: str) -> RawClient:
