@@ -232,3 +232,26 @@ async def test_request_shutdown_before_the_head_still_sends_a_response() -> None
             await started.wait()
             request_shutdown()
     assert len(call.starts) == 1 and call.ended and call.body == b""
+
+
+@pytest.mark.anyio
+async def test_request_shutdown_from_a_signal_handler() -> None:
+    """A server driven by hand may call it from its own signal handler."""
+    marks = Marks()
+    call = ASGICall()
+
+    def on_usr1(signum: int, frame: FrameType | None) -> None:
+        request_shutdown()
+
+    def on_send(message: Message) -> None:
+        if message.get("body") == b"data: ready\n\n":
+            signal.raise_signal(signal.SIGUSR1)
+
+    call.on_send = on_send
+    original = signal.signal(signal.SIGUSR1, on_usr1)
+    try:
+        with anyio.fail_after(5):
+            await EventStream(_idle_source(marks, "u"))(call.scope, call.receive, call.send)
+    finally:
+        signal.signal(signal.SIGUSR1, original)
+    assert call.ended and marks.count("u:finally") == 1
