@@ -941,3 +941,72 @@ async def test_events_are_prompt_in_process_behind_middleware(kind: str, spec_ve
         await prompt_app()(call.scope, call.receive, call.send)
     assert timings is not None and len(timings.delays) == EVENTS
     assert max(timings.delays) < BOUND, timings.delays
+
+
+# -- ordering under interleaving: batching, listener flushes and slow sends ------------------
+
+
+def _pattern(i: int) -> int:
+    return (i * 7919) % 13  # deterministic, irregular
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("response_class", [JSONLines, EventStream])
+async def test_items_arrive_complete_and_in_order(response_class: type[Stream]) -> None:
+    """Mixed fast-path (dict) and other items, a source that sometimes suspends, and a send
+    that sometimes blocks: the listener's flushes and the body's sends never reorder data."""
+    count = 3000
+
+    async def source() -> AsyncIterator[Any]:
+        for i in range(count):
+            yield {"i": i} if i % 3 else [i]
+            if _pattern(i) == 0:
+                await anyio.lowlevel.checkpoint()
+            elif _pattern(i) == 1:
+                await anyio.sleep(0.001)
+
+    sends = 0
+
+    async def send(message: Message) -> None:
+        nonlocal sends
+        sends += 1
+        call.messages.append(message)
+        if sends % 4 == 0:
+            await anyio.sleep(0.001)  # backpressure now and then
+
+    call = ASGICall()
+    with anyio.fail_after(20):
+        await response_class(source())(call.scope, call.receive, send)
+    assert call.ended
+    if response_class is EventStream:
+        lines = [e.removeprefix(b"data: ") for e in call.body.split(b"\n\n") if e]
+    else:
+        lines = call.body.splitlines()
+    decoded = [msgspec.json.decode(line) for line in lines]
+    assert decoded == [{"i": i} if i % 3 else [i] for i in range(count)]
+    assert sends < count  # ready items were batched
+
+
+def test_items_arrive_complete_and_in_order_over_uvicorn() -> None:
+    count = 20000
+    app = FastAPI()
+
+    @app.get("/numbers")
+    async def numbers() -> JSONLines:
+        async def source() -> AsyncIterator[Any]:
+            for i in range(count):
+                yield {"i": i}
+                if _pattern(i) == 0:
+                    await anyio.lowlevel.checkpoint()
+
+        return JSONLines(source())
+
+    with serve(app) as running:
+        client = RawClient(running.port, "/numbers")
+        try:
+            assert client.read_head()[0] == 200
+            body, terminated = client.read_to_end()
+        finally:
+            client.close()
+    assert terminated
+    assert [msgspec.json.decode(line)["i"] for line in body.splitlines()] == list(range(count))
