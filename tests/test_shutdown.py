@@ -24,6 +24,7 @@ from fastapi_streamkit._shutdown import open_streams
 from tests._server import serve, serve_process
 from tests.apps.wire import ASGICall, Marks, RawClient, wait_for
 
+ROOT = Path(__file__).resolve().parents[1]  # where `tests.apps` is importable from
 CLIENTS = 50
 EXIT_BOUND = 2.0  # seconds, the contract's
 MARGIN = 0.5  # seconds on top: process teardown on a shared 2-core machine
@@ -43,7 +44,7 @@ def test_signal_ends_open_streams_and_the_server_exits(
 ) -> None:
     markers = tmp_path / "markers"
     env = {"STREAMKIT_MARKERS": str(markers)}
-    args = ("--http", http, "--loop", loop)
+    args = ("--http", http, "--loop", loop, "--app-dir", str(ROOT))
     with serve_process("tests.apps.shutdown_app:app", *args, env=env) as (proc, port):
         # A stream that opens and closes first: the chain must survive the last stream ending.
         earlier = RawClient(port, "/events/-1")
