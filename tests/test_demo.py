@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,23 @@ def test_a_client_that_leaves_does_not_stop_the_server(base_url: str) -> None:
             sock.sendall(b"GET /streams/clock?interval=0.01 HTTP/1.1\r\nHost: demo\r\n\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
     assert len(read_events(base_url + "/streams/clock?interval=0.01", 3)) == 3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_the_demo_while_the_page_is_open(signum: signal.Signals) -> None:
+    with serve_process("examples.demo:app", env={"PYTHONPATH": str(ROOT)}) as (proc, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+            sock.sendall(b"GET /streams/clock?interval=0.05 HTTP/1.1\r\nHost: demo\r\n\r\n")
+            data = b""
+            while b"event: tick" not in data:
+                data += sock.recv(4096)
+            proc.send_signal(signum)
+            while chunk := sock.recv(4096):
+                data += chunk
+        assert data.endswith(b"\r\n0\r\n\r\n")  # the stream ended cleanly
+        # uvicorn shuts down, then raises the signal it captured again: SIGTERM's default
+        # action ends the process with -SIGTERM, SIGINT's KeyboardInterrupt with status 0.
+        assert proc.wait(timeout=5.0) in (0, -signum)
 
 
 def test_the_page_prints_the_events_in_a_browser(base_url: str) -> None:
