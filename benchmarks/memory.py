@@ -4,8 +4,10 @@ Each stream's source awaits forever (its ``finally`` counts closes). Every respo
 called directly as an ASGI app, one task per stream with its own scope and client (as a server
 makes per connection), so each row includes ~the same harness cost; the ``bare ASGI`` row is
 that cost alone (an app that sends the head and waits for the disconnect), and "own" is a
-row minus it. Measured after every stream sent its head; then all clients disconnect, and the
-script checks that every source was closed, every task ended and the memory came back.
+row minus it. "Own" still includes the app's idle async generator parked in
+``anyio.sleep_forever()`` (about 1-1.5 KiB: its frame, a future and a timer handle), the same
+in every streaming row. Measured after every stream sent its head; then all clients disconnect,
+and the script checks that every source was closed, every task ended and the memory came back.
 
     python benchmarks/memory.py [--streams 1000] [--spec 2.3|2.4]
 """

@@ -264,6 +264,11 @@ def test_typed_items_are_validated_and_serialized(example: tuple[ModuleType, Run
         'data: {"id":2,"total":20.0}\n\n'
         'data: {"id":3,"total":7.25}\n\n'
     )
+    head = httpx.head(running.url + "/orders", timeout=5.0)
+    assert head.status_code == 200
+    assert head.headers["content-type"].startswith("text/event-stream")
+    assert head.headers["x-tenant"] == "acme"
+    assert head.content == b""
     lines = httpx.get(running.url + "/orders.jsonl", timeout=5.0)
     assert lines.cookies["cursor"] == "2"
     assert lines.text == '{"id":1,"total":9.5}\n{"id":2,"total":20.0}\n'
