@@ -405,3 +405,15 @@ async def test_background_tasks_dependency_runs_once_after_the_stream(
 
     response = await _get(_app(router), "/with-background")
     assert response.text == "ab" and runs == ["after"]
+
+
+@pytest.mark.anyio
+async def test_head_carries_headers_set_by_dependencies(make_router: RouterFactory) -> None:
+    """HEAD runs the dependencies (their headers and cookies are sent) but never the
+    generator, so what the generator would set is absent."""
+    app = _app(_cookie_router(make_router()))
+    response = await _get(app, "/cookies", "HEAD")
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["x-from-dependency"] == "dep"
+    assert response.cookies["dep_cookie"] == "d1"
+    assert "x-from-generator" not in response.headers and "gen_cookie" not in response.cookies
