@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
+import operator
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -129,7 +131,7 @@ def test_disconnect_runs_the_finally_of_an_idle_source(
             assert user not in module.app.state.closed
         finally:
             sock.close()
-        wait_until(lambda user=user: user in module.app.state.closed, timeout=2.0)
+        wait_until(functools.partial(operator.contains, module.app.state.closed, user), 2.0)
     assert module.app.state.closed == ["ada", "grace"]
 
 
