@@ -95,36 +95,37 @@ class Consumer:
         self._notify = notify
         self._pattern = TopicPattern(subscriber.topic)
         self._stopping = False
-        self._receive_scope: anyio.CancelScope | None = None
-        self._handle_scope: anyio.CancelScope | None = None
+        self._busy = False
+        self._scope = anyio.CancelScope()
         self.done = anyio.Event()
 
     def stop(self) -> None:
-        """Take no new message; the one being handled (if any) finishes."""
+        """Take no new message; the one being handled (if any) finishes first."""
         self._stopping = True
-        if self._receive_scope is not None:
-            self._receive_scope.cancel()
+        if not self._busy:
+            self._scope.cancel()  # only a wait for the next message is cancelled
 
     def abort(self) -> None:
         """Cancel the message being handled too (the drain timeout ran out)."""
-        self.stop()
-        if self._handle_scope is not None:
-            self._handle_scope.shield = False
-            self._handle_scope.cancel()
+        self._stopping = True
+        self._scope.cancel()
 
     async def run(self, messages: AsyncIterator[Message]) -> None:
-        """Handle the messages of ``messages`` one by one until stopped or exhausted."""
+        """Handle the messages of ``messages`` one by one until stopped or exhausted.
+
+        One cancel scope for the whole loop (none per message): `stop` cancels it only while
+        the consumer waits for a message, so a message being handled is never cancelled by
+        it; a message received but not yet handled stays unacked (a group redelivers it).
+        """
         try:
-            while not self._stopping:
-                message = None
-                with anyio.CancelScope() as self._receive_scope:
+            with self._scope:
+                while not self._stopping:
                     message = await anext(messages, None)
-                self._receive_scope = None
-                if message is None:
-                    break
-                with anyio.CancelScope(shield=True) as self._handle_scope:
+                    if message is None:
+                        break
+                    self._busy = True
                     await self._handle(message)
-                self._handle_scope = None
+                    self._busy = False
         finally:
             self.done.set()
             aclose = getattr(messages, "aclose", None)

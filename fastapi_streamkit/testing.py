@@ -70,7 +70,7 @@ class TestStreamApp:
         self._direct: list[tuple[StreamRouter, Consumer]] = []
         self._capture = MemoryBroker()
         self._handled: list[Handled] = []
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None
 
     @property
     def routers(self) -> tuple[StreamRouter, ...]:
@@ -135,8 +135,9 @@ class TestStreamApp:
 
     def _record(self, handled: Handled) -> None:
         self._handled.append(handled)
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._changed is not None:  # someone waits
+            self._changed.set()
+            self._changed = None
 
     def _matching(self, topic: str) -> list[tuple[StreamRouter, Subscriber]]:
         return [
@@ -223,6 +224,8 @@ class TestStreamApp:
                 for handled in self._handled:
                     if predicate(handled):
                         return handled
+                if self._changed is None:
+                    self._changed = anyio.Event()
                 await self._changed.wait()
         seen = ", ".join(f"{h.subscriber.name}<-{h.message.topic}" for h in self._handled)
         raise TimeoutError(
