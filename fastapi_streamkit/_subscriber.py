@@ -149,19 +149,27 @@ class Consumer:
             except Exception as exc:
                 error = exc
                 logger.warning(
-                    "%s failed on %s (attempt %d of %d)",
+                    "%s failed on %s (attempt %d of %d): %r",
                     sub.name,
                     message.topic,
                     attempts,
                     sub.max_retries + 1,
-                    exc_info=True,
+                    exc,
                 )
                 continue
             return Handled(sub, message, attempts, result, published=published)
         assert error is not None
         headers = {**message.headers, "x-error": _x_error(error)}
         dead = await self._publish(f"{message.topic}.dlq", message.body, headers)
-        logger.error("%s dead-lettered %s from %s: %r", sub.name, message.id, message.topic, error)
+        logger.error(
+            "%s dead-lettered %s from %s to %s.dlq: %r",
+            sub.name,
+            message.id,
+            message.topic,
+            message.topic,
+            error,
+            exc_info=None if isinstance(error, RequestValidationError) else error,
+        )
         return Handled(sub, message, attempts, error=error, dead_letter=dead)
 
     async def _handle(self, message: Message) -> None:
