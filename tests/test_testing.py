@@ -1,11 +1,13 @@
 """TestStreamApp: publish, await the handling, its outputs and dead letters, bounded."""
 
 import json
+import time
 from typing import Annotated, Any
 
 import anyio
 import pytest
 from fastapi import Body, Depends, FastAPI, HTTPException
+from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from fastapi_streamkit import MemoryBroker, StreamRouter
@@ -167,3 +169,19 @@ async def test_a_second_entry_runs_a_fresh_cycle() -> None:
         async with TestStreamApp(app) as stream:
             assert (await stream.publish_and_wait("orders", {"id": 5})).attempts == 1
     assert events == ["after_startup", "after_startup"]
+
+
+def test_a_sync_test_can_publish_through_the_test_client_portal() -> None:
+    app, router, _ = build()
+    shipped: list[Handled] = []
+    router._observers.append(shipped.append)  # what TestStreamApp listens to
+    try:
+        with TestClient(app) as client:
+            assert client.portal is not None
+            client.portal.call(router.publish, "orders", {"id": 8})
+            deadline = time.monotonic() + 5
+            while len(shipped) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        router._observers.remove(shipped.append)
+    assert [h.result for h in shipped] == [{"id": 8, "tax": 0.2}, "shipped 8"]
