@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import anyio
 import httpx
 import pytest
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.types import Message as ASGIMessage
@@ -690,3 +690,25 @@ def test_mount_runs_the_sub_app_lifespan_and_serves_it() -> None:
         assert client.get("/sub/hello").json() == {"ok": "yes"}
     assert events == ["start", "stop"]
     assert [m.path for m in router.mounts] == ["/sub"]
+
+
+def test_the_router_own_lifespan_and_on_startup_run_once() -> None:
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def own(app: FastAPI) -> AsyncIterator[dict[str, str]]:
+        events.append("own startup")
+        yield {"pool": "ready"}
+        events.append("own shutdown")
+
+    router = StreamRouter(lifespan=own, on_startup=[lambda: events.append("on_startup")])
+    router.before_startup(lambda: events.append("before_startup"))
+
+    @router.get("/pool")
+    async def pool(request: Request) -> str:
+        return str(request.state.pool)
+
+    with TestClient(app_with(router)) as client:
+        assert client.get("/pool").json() == "ready"  # its state reaches requests
+    # a plain APIRouter's on_startup runs twice after include_router in FastAPI 0.165
+    assert events == ["on_startup", "own startup", "before_startup", "own shutdown"]
