@@ -78,6 +78,8 @@ class StreamRouter(ConnectionRouter):
         self._app: Any = None
         user_lifespan = self.lifespan_context if kwargs.get("lifespan") is not None else None
         self.lifespan_context = cast("Lifespan[Any]", RouterLifespan(self, user_lifespan))
+        if asyncapi_path is not None:
+            add_asyncapi_routes(self, asyncapi_path)
         if health_path is not None:
             self.add_api_route(health_path, self._health, methods=["GET"], include_in_schema=False)
         if asyncapi_path is not None:  # registered once, here: never again per lifespan

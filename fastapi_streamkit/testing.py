@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI
 
+from . import _compat
 from ._asgi_lifespan import SubAppLifespan
 from ._subscriber import Consumer, Handled, Subscriber, encode_body
 from .brokers._topics import TopicPattern
@@ -31,19 +32,8 @@ __all__ = ["Handled", "TestStreamApp"]
 
 def stream_routers(app: FastAPI) -> tuple[StreamRouter, ...]:
     """Every `StreamRouter` included in ``app`` (directly or through other routers), once."""
-    found: list[StreamRouter] = []
-
-    def walk(routes: list[Any]) -> None:
-        for route in routes:
-            router = getattr(route, "original_router", None)  # FastAPI's included-router route
-            if router is None:
-                continue
-            if isinstance(router, StreamRouter) and all(r is not router for r in found):
-                found.append(router)
-            walk(router.routes)
-
-    walk(app.router.routes)
-    return tuple(found)
+    routers = _compat.included_routers(app.routes)
+    return tuple(router for router in routers if isinstance(router, StreamRouter))
 
 
 def _handled_by(sub: Subscriber, message_id: str) -> Callable[[Handled], bool]:
