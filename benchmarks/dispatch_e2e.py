@@ -15,9 +15,11 @@ Run: ``.venv/bin/python benchmarks/dispatch_e2e.py [--messages N] [--rounds R]``
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -91,6 +93,10 @@ async def run_ours(n: int, one_by_one: bool) -> float:
 
 
 async def run_faststream(n: int, one_by_one: bool) -> float:
+    # Run as a script, benchmarks/ is sys.path[0]: a sibling benchmarks/redis.py would shadow
+    # the redis package that FastStream imports.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from faststream.redis import TestRedisBroker
