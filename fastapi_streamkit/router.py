@@ -7,6 +7,7 @@ the router is included.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -26,6 +27,8 @@ from .lifespan import LifespanMount
 from .messages import StreamMessage
 
 __all__ = ["Publisher", "StreamRouter"]
+
+logger = logging.getLogger("fastapi_streamkit.router")
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 Hook = TypeVar("Hook", bound=Callable[[], Any])
@@ -78,10 +81,14 @@ class StreamRouter(ConnectionRouter):
         self._app: Any = None
         user_lifespan = self.lifespan_context if kwargs.get("lifespan") is not None else None
         self.lifespan_context = cast("Lifespan[Any]", RouterLifespan(self, user_lifespan))
-        if asyncapi_path is not None:
-            add_asyncapi_routes(self, asyncapi_path)
         if health_path is not None:
-            self.add_api_route(health_path, self._health, methods=["GET"], include_in_schema=False)
+            self.add_api_route(
+                health_path,
+                self._health,
+                methods=["GET"],
+                include_in_schema=False,
+                name="streamkit_health",
+            )
         if asyncapi_path is not None:  # registered once, here: never again per lifespan
             add_asyncapi_routes(self, asyncapi_path)
 
@@ -215,7 +222,10 @@ class StreamRouter(ConnectionRouter):
 
     def _notify(self, handled: Handled) -> None:
         for observer in list(self._observers):
-            observer(handled)
+            try:
+                observer(handled)
+            except Exception:  # an observer never stops a consumer
+                logger.exception("observer %r failed on %s", observer, handled.message.id)
 
     def _provider(self) -> Any:
         """What `dependency_overrides` are read from: the running app, else the router's own."""
