@@ -1,17 +1,22 @@
-"""The streaming engine behind every streaming response: one anyio task group per response.
+"""The streaming engine behind every streaming response.
 
-    response task ── task group ─┬─ listener: receive() until http.disconnect → cancel the group;
-                                 │    also sends, between two receives: the items the body left
-                                 │    buffered when its source suspended, and `: ping` when idle
-                                 └─ body (the response task itself), inside a shutdown scope:
-                                      open source → [prime] → head → pump → final message;
-                                      finally: close the source (shielded)
+    response task ─┬─ listener task: receive() until http.disconnect → cancel the body scope
+                   ├─ side sends (short-lived, started by loop callbacks only when
+                   │    needed): the batch the body left when its source suspended,
+                   │    `: ping` when idle, the head of a primed stream that waits
+                   └─ body, in the response task inside one cancel scope:
+                        open source → [prime] → head → pump; finally: close the source (shielded)
+    after the scope: the final body message unless the client disconnected; then the listener
+    and any side send are cancelled and awaited, so no task outlives the response.
 
-A disconnect cancels the whole group; `request_shutdown()` cancels only the shutdown scope, so
-the body still sends its final message. Items the source returns without suspending are encoded
-into one buffer and sent as one ASGI message; when the source suspends, a loop callback wakes the
-listener, which sends the buffer, so nothing ready waits for the next item. A full buffer is
-followed by a checkpoint: a source that never awaits cannot starve the event loop.
+A disconnect cancels the body scope. `request_shutdown()` cancels it too but marks the stream as
+shutting down, so the final message is still sent. Items the source returns without suspending
+are encoded into one buffer and sent as one ASGI message; when the source suspends, a loop
+callback starts a side send of the buffer, so nothing ready waits for the next item. A full
+buffer is followed by a checkpoint: a source that never awaits cannot starve the event loop.
+The listener and side sends are plain asyncio tasks rather than an anyio task group: an idle
+stream then costs a few KiB (see benchmarks/memory.py); their lifetimes are still bounded by
+`run`, which cancels and awaits them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = ["BodyPump", "StreamState"]
 _BATCH_BYTES = 64 * 1024
 _UNPRIMED = object()  # no item was fetched before the head
 _json_into = json_encoder_into()
+_FINAL: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class StreamState(enum.Enum):
@@ -63,17 +69,21 @@ class BodyPump:
         "_encode",
         "_error",
         "_frame",
-        "_group",
+        "_listener",
+        "_scope",
+        "_head_sent",
         "_ping",
         "_ping_interval",
         "_preamble",
-        "_scope",
+        "_seen",
         "_send",
         "_send_timeout",
         "_sending",
         "_sends",
+        "_side",
+        "_start",
         "_suspended",
-        "_wait",
+        "_timer",
     )
 
     def __init__(
@@ -93,13 +103,15 @@ class BodyPump:
         self._ping, self._preamble = ping, preamble
         self._ping_interval = ping_interval if ping else None
         self._buffer = bytearray()
-        self._busy: anyio.Event | None = None  # set while the listener sends
+        self._busy: asyncio.Event | None = None  # set while a side send runs
         self._sending = False  # the body task is inside send()
-        self._sends = 0
-        self._suspended = False
-        self._wait: anyio.CancelScope | None = None  # the listener's current receive()
+        self._sends = self._seen = 0
+        self._suspended = self._head_sent = False
+        self._start: Callable[[], Message] | None = None
         self._scope = anyio.CancelScope()
-        self._group: anyio.CancelScope | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._side: asyncio.Task[None] | None = None
         self._call_soon: Callable[[Callable[[], None]], Any] | None = None
         self._error: Exception | None = None
 
@@ -112,20 +124,24 @@ class BodyPump:
         prime: bool = False,
     ) -> None:
         """Stream the body (after the head from ``start``, if given) until it ends."""
+        self._start, self._head_sent = start, start is None
         self._register()
+        self._listener = asyncio.get_running_loop().create_task(self._listen(receive))
         try:
-            async with anyio.create_task_group() as group:
-                self._group = group.cancel_scope
-                group.start_soon(self._listen, receive)
+            with self._scope:
+                self._arm_timer()
                 try:
-                    await self._body(open_source, start, prime)
-                except Exception as exc:  # raised again below, outside the task group
+                    await self._body(open_source, prime)
+                except Exception as exc:  # raised again below, after the helpers ended
                     self._error = exc
-                group.cancel_scope.cancel()
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             open_streams.discard(id(self))
+            await self._end_tasks()
         if self._error is not None:
             raise self._error
+        await self._finish()
 
     def _register(self) -> None:
         try:
@@ -144,47 +160,50 @@ class BodyPump:
             self.state = StreamState.SHUTTING_DOWN
             self._scope.cancel()
 
-    async def _body(
-        self, open_source: Callable[[], Any], start: Callable[[], Message] | None, prime: bool
-    ) -> None:
-        head_sent = False
-        with self._scope:
-            await anyio.lowlevel.checkpoint()  # lets the listener see a pending disconnect
-            if self.state is not StreamState.CONNECTING:
-                return
-            source = open_source()
-            try:
-                first = await _next(source) if prime else _UNPRIMED
-                if start is not None:
-                    await self._send_message(start())
-                head_sent = True
-                self.state = StreamState.STREAMING
-                if self._preamble:
-                    await self._send_body(self._preamble)
-                if first is not DONE:
-                    await self._pump(source, first)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await close_source(source)
-        if not head_sent and self.state is StreamState.SHUTTING_DOWN and start is not None:
-            await self._send_message(start())
-            head_sent = True
-        if head_sent and self.state is not StreamState.DISCONNECTED:
-            await self._send_message(
-                {"type": "http.response.body", "body": b"", "more_body": False}
-            )
-            if self.state is StreamState.STREAMING:
-                self.state = StreamState.FINISHED
+    async def _body(self, open_source: Callable[[], Any], prime: bool) -> None:
+        await anyio.lowlevel.checkpoint()  # lets the listener see a pending disconnect
+        if self.state is not StreamState.CONNECTING:
+            return
+        source = open_source()
+        try:
+            first = await _next(source) if prime else _UNPRIMED
+            await self._send_head()
+            self.state = StreamState.STREAMING
+            if self._preamble:
+                await self._send_body(self._preamble)
+            if first is not DONE:
+                if first is not _UNPRIMED:
+                    await self._send_body(self._encode(first))
+                if isinstance(source, Iterator):
+                    await self._pump_threaded(source)
+                else:
+                    await self._pump_batched(source)
+            self.state = StreamState.FINISHED
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close_source(source)
 
-    async def _pump(self, source: Any, first: Any) -> None:
-        if first is not _UNPRIMED:
-            await self._send_body(self._encode(first))
-        if isinstance(source, Iterator):
-            encode, limiter, run = self._encode, thread_limiter(), anyio.to_thread.run_sync
-            while (item := await run(next, source, DONE, limiter=limiter)) is not DONE:
-                await self._send_body(encode(item))
-        else:
-            await self._pump_batched(source)
+    async def _finish(self) -> None:
+        """After the group: the final message, unless the client is gone."""
+        if self.state is StreamState.DISCONNECTED:
+            return
+        if self.state is StreamState.SHUTTING_DOWN:
+            await self._send_head()
+        if self._head_sent:
+            await self._send_message(_FINAL)
+
+    async def _send_head(self) -> None:
+        while self._busy is not None:
+            await self._busy.wait()
+        if not self._head_sent:
+            self._head_sent = True
+            assert self._start is not None
+            await self._send_message(self._start())
+
+    async def _pump_threaded(self, source: Iterator[Any]) -> None:
+        encode, limiter, run = self._encode, thread_limiter(), anyio.to_thread.run_sync
+        while (item := await run(next, source, DONE, limiter=limiter)) is not DONE:
+            await self._send_body(encode(item))
 
     async def _pump_batched(self, source: AsyncIterator[Any]) -> None:
         encode, into, buffer, limit = self._encode, _json_into, self._buffer, _BATCH_BYTES
@@ -217,12 +236,67 @@ class BodyPump:
         await self._flush()
 
     def _on_suspend(self) -> None:
-        """A loop callback: the body task yielded. Wake the listener to send what is ready."""
+        """A loop callback: the body task yielded. Send what is ready, beside it."""
         self._suspended = True
-        if self._buffer and self._wait is not None:
-            self._wait.cancel()
+        if self._buffer and not self._sending and self._busy is None:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            self._send_aside({"type": "http.response.body", "body": data, "more_body": True})
+
+    def _arm_timer(self) -> None:
+        if self._ping_interval is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._ping_interval, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """A loop callback every ``ping_interval``: ping if idle; send a primed stream's head."""
+        self._arm_timer()
+        if self._busy is not None or self._sending:
+            return
+        if not self._head_sent and self.state is StreamState.CONNECTING:
+            self._head_sent = True  # a primed source is slow: the head goes now, pings follow
+            assert self._start is not None
+            self._send_aside(self._start())
+        elif self._seen == self._sends and self._head_sent and self._ping is not None:
+            if self.state in (StreamState.CONNECTING, StreamState.STREAMING):
+                self._send_aside(
+                    {"type": "http.response.body", "body": self._ping, "more_body": True}
+                )
+        self._seen = self._sends
+
+    def _send_aside(self, message: Message) -> None:
+        """Start a side send (from a loop callback, so a plain asyncio task, ended by `run`).
+
+        The body task waits for it before its own next send.
+        """
+        if self.state not in (StreamState.CONNECTING, StreamState.STREAMING):
+            return
+        self._busy = asyncio.Event()
+        self._side = asyncio.get_running_loop().create_task(self._side_send(message, self._busy))
+
+    async def _end_tasks(self) -> None:
+        tasks = {t for t in (self._listener, self._side) if t is not None and not t.done()}
+        self._listener = self._side = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks)
+
+    async def _side_send(self, message: Message, busy: asyncio.Event) -> None:
+        try:
+            await self._send_bounded(message)
+            self._sends += 1
+        except Exception as exc:  # e.g. a ping to a stuck client: raise it from run()
+            self._error = exc
+            self._scope.cancel()
+        finally:
+            self._busy = None
+            busy.set()
 
     async def _flush(self) -> None:
+        while self._busy is not None:  # a side send of an earlier batch goes first
+            await self._busy.wait()
         if self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
@@ -250,10 +324,7 @@ class BodyPump:
             with anyio.move_on_after(self._send_timeout) as bounded:
                 await self._send(message)
         except OSError:  # ASGI 2.4 servers may report a gone client by failing the send
-            if self.state is not StreamState.FINISHED:
-                self.state = StreamState.DISCONNECTED
-            assert self._group is not None
-            self._group.cancel()
+            self._disconnected()
             await anyio.lowlevel.checkpoint()
             return
         if bounded.cancelled_caught:
@@ -263,51 +334,20 @@ class BodyPump:
                 "send_timeout for slow clients, or leave it None to wait forever"
             )
 
+    def _disconnected(self) -> None:
+        if self.state is not StreamState.FINISHED:
+            self.state = StreamState.DISCONNECTED
+        self._scope.cancel()
+
     async def _listen(self, receive: Receive) -> None:
         try:
-            await self._listen_until_disconnect(receive)
-        except Exception as exc:  # a failed background send: raise it from run()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception as exc:  # a failing receive ends the stream too
             self._error = exc
-        assert self._group is not None
-        self._group.cancel()
-
-    async def _listen_until_disconnect(self, receive: Receive) -> None:
-        interval, seen = self._ping_interval, 0
-        while True:
-            message = None
-            with anyio.CancelScope() as wait:
-                if interval is not None:
-                    wait.deadline = anyio.current_time() + interval
-                self._wait = wait
-                if not self._buffer or self._sending:  # else a wake-up came before the scope
-                    message = await receive()
-            self._wait = None
-            if message is not None:
-                if message["type"] == "http.disconnect":
-                    if self.state is not StreamState.FINISHED:
-                        self.state = StreamState.DISCONNECTED
-                    return
-            elif self._buffer and not self._sending:
-                data = bytes(self._buffer)
-                self._buffer.clear()
-                await self._send_aside(data)
-            elif interval is not None and anyio.current_time() >= wait.deadline:
-                idle = seen == self._sends and not self._sending
-                if idle and self._ping is not None and self.state is StreamState.STREAMING:
-                    await self._send_aside(self._ping)
-                seen = self._sends
-
-    async def _send_aside(self, data: bytes) -> None:
-        """Send from the listener; the body task waits for it before its own next send."""
-        busy = self._busy = anyio.Event()
-        try:
-            await self._send_bounded(
-                {"type": "http.response.body", "body": data, "more_body": True}
-            )
-            self._sends += 1
-        finally:
-            self._busy = None
-            busy.set()
+            self._scope.cancel()
+            return
+        self._disconnected()
 
 
 async def _next(source: Any) -> Any:

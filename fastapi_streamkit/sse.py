@@ -157,6 +157,9 @@ def sse_encoder(adapter: TypeAdapter[Any] | None = None) -> Callable[[Any], byte
     return encode
 
 
+_PLAIN = sse_encoder()
+
+
 def _typed_json(adapter: TypeAdapter[Any]) -> Callable[[Any], bytes]:
     return lambda item: adapter.dump_json(adapter.validate_python(item))
 
@@ -203,7 +206,7 @@ class EventStream(Stream):
         self.retry = ServerSentEvent(retry=retry).encode() if retry is not None else None
 
     def item_encoder(self) -> Callable[[Any], bytes]:
-        return sse_encoder(self.item_type)
+        return _PLAIN if self.item_type is None else sse_encoder(self.item_type)
 
     def item_frame(self) -> tuple[bytes, bytes] | None:
         return (b"data: ", b"\n\n") if self.item_type is None else None
