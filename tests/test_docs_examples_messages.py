@@ -46,8 +46,8 @@ def test_messages_retries(capsys: pytest.CaptureFixture[str]) -> None:
         "body": {"id": 1, "amount": 5000},
         "error": {"type": "HTTPException", "message": "402: card declined"},
     }
-    assert second["error"]["type"] == "RequestValidationError"  # type: ignore[index]
-    assert second["error"]["errors"][0]["loc"] == ["body", "amount"]  # type: ignore[index]
+    assert second["error"]["type"] == "RequestValidationError"
+    assert second["error"]["errors"][0]["loc"] == ["body", "amount"]
     out = capsys.readouterr().out
     assert "attempts: 3 error: 402: card declined" in out
     assert "then: charged 3" in out

@@ -7,6 +7,7 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from fastapi_streamkit import StreamRouter, WebSocket
 from fastapi_streamkit._websocket_route import StreamWebSocketRoute
@@ -43,14 +44,14 @@ def test_websocket_routes_get_our_websocket_and_check_the_origin() -> None:
     app, _ = build()
     with serve(app) as server:
         url = f"ws://127.0.0.1:{server.port}/ws/echo"
-        with connect(url, origin="https://app.example", open_timeout=5) as ws:  # type: ignore[arg-type]
+        with connect(url, origin=Origin("https://app.example"), open_timeout=5) as ws:
             ws.send('{"n": 1}')
             assert ws.recv(timeout=5) == '{"n":1,"via":"WebSocket"}'
         with connect(url, open_timeout=5) as ws:  # no Origin: a non-browser client
             ws.send('{"n": 2}')
             assert '"n":2' in str(ws.recv(timeout=5))
         with pytest.raises(InvalidStatus) as refused:
-            connect(url, origin="https://evil.example", open_timeout=5)  # type: ignore[arg-type]
+            connect(url, origin=Origin("https://evil.example"), open_timeout=5)
         assert refused.value.response.status_code == 403
 
 
