@@ -18,7 +18,7 @@ from starlette.types import Message as ASGIMessage
 from fastapi_streamkit import MemoryBroker, StreamMessage, StreamRouter
 from fastapi_streamkit.brokers.base import Message
 from fastapi_streamkit.exceptions import UsageError
-from tests._server import serve
+from tests._server import free_port, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -712,3 +712,12 @@ def test_the_router_own_lifespan_and_on_startup_run_once() -> None:
         assert client.get("/pool").json() == "ready"  # its state reaches requests
     # a plain APIRouter's on_startup runs twice after include_router in FastAPI 0.165
     assert events == ["on_startup", "own startup", "before_startup", "own shutdown"]
+
+
+async def test_an_unreachable_redis_fails_startup_with_the_reason() -> None:
+    from fastapi_streamkit.brokers.redis import RedisBroker
+
+    router = StreamRouter(broker=RedisBroker(f"redis://127.0.0.1:{free_port()}/0"))
+    reply, raised = await startup_reply(app_with(router))
+    assert reply["type"] == "lifespan.startup.failed"
+    assert "cannot reach Redis" in reply["message"] and raised is not None
