@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -721,3 +722,21 @@ async def test_an_unreachable_redis_fails_startup_with_the_reason() -> None:
     reply, raised = await startup_reply(app_with(router))
     assert reply["type"] == "lifespan.startup.failed"
     assert "cannot reach Redis" in reply["message"] and raised is not None
+
+
+async def test_a_sync_handler_is_waited_for_even_past_the_drain_timeout() -> None:
+    router = StreamRouter(drain_timeout=0.05)
+    started, finished = threading.Event(), threading.Event()
+
+    @router.subscriber("sync")
+    def blocking(request: StreamMessage) -> None:  # runs in a worker thread
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+
+    async with running(app_with(router)):
+        await router.publish("sync", b"")
+        with anyio.fail_after(5):
+            while not started.is_set():  # noqa: ASYNC110 - a thread sets it
+                await anyio.sleep(0.005)
+    assert finished.is_set()  # a thread cannot be cancelled: shutdown waited for it
