@@ -33,14 +33,15 @@ from starlette.types import Message, Receive, Send
 
 from ._shutdown import open_streams
 from ._sources import DONE, close_source, thread_limiter
-from .codecs import encode_error, json_encoder_into
+from .codecs import encode_error, json_encode, json_lines_encoder
 from .exceptions import SlowClientError
 
 __all__ = ["BodyPump", "StreamState"]
 
 _BATCH_BYTES = 64 * 1024
 _UNPRIMED = object()  # no item was fetched before the head
-_json_into = json_encoder_into()
+_json_lines = json_lines_encoder()
+_BATCH_ITEMS = 512
 _FINAL: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
@@ -73,6 +74,7 @@ class BodyPump:
         "_scope",
         "_head_sent",
         "_ping",
+        "_pending",
         "_ping_interval",
         "_preamble",
         "_seen",
@@ -99,10 +101,11 @@ class BodyPump:
     ) -> None:
         self.state = StreamState.CONNECTING
         self._send, self._encode, self._send_timeout = send, encode, send_timeout
-        self._frame = frame if _json_into is not None else None
+        self._frame = frame if _json_lines is not None else None
         self._ping, self._preamble = ping, preamble
         self._ping_interval = ping_interval if ping else None
         self._buffer = bytearray()
+        self._pending: list[Any] = []  # ready dict items, JSON-encoded together into the buffer
         self._busy: asyncio.Event | None = None  # set while a side send runs
         self._sending = False  # the body task is inside send()
         self._sends = self._seen = 0
@@ -206,8 +209,7 @@ class BodyPump:
             await self._send_body(encode(item))
 
     async def _pump_batched(self, source: AsyncIterator[Any]) -> None:
-        encode, into, buffer, limit = self._encode, _json_into, self._buffer, _BATCH_BYTES
-        prefix, suffix = self._frame or (b"", b"")
+        encode, buffer, pending, limit = self._encode, self._buffer, self._pending, _BATCH_BYTES
         fast_type = dict if self._frame is not None else None
         call_soon = asyncio.get_running_loop().call_soon
         call_soon(self._on_suspend)
@@ -217,31 +219,59 @@ class BodyPump:
                     self._suspended = False
                     call_soon(self._on_suspend)
                 if type(item) is fast_type:
-                    start = len(buffer)
-                    buffer += prefix
-                    try:
-                        into(item, buffer, -1)  # type: ignore[misc]
-                    except Exception as exc:
-                        del buffer[start:]
-                        raise encode_error(item, exc) from exc
-                    buffer += suffix
+                    pending.append(item)
+                    if len(pending) < _BATCH_ITEMS:
+                        continue
                 else:
+                    if pending:
+                        self._encode_pending()
                     buffer += encode(item)
-                if len(buffer) >= limit:
-                    await self._flush()
-                    await anyio.lowlevel.checkpoint()
+                    if len(buffer) < limit:
+                        continue
+                await self._flush()
+                await anyio.lowlevel.checkpoint()
         except Exception:
             await self._flush()  # the items ready before a failing one still reach the client
             raise
         await self._flush()
 
+    def _encode_pending(self) -> None:
+        """Encode the ready dict items into the buffer, framed; on a bad item keep the good."""
+        pending, buffer = self._pending, self._buffer
+        prefix, suffix = self._frame or (b"", b"")
+        try:
+            lines = _json_lines(pending)  # type: ignore[misc]
+        except Exception:  # find the bad item: the ones before it are still sent
+            items = pending[:]
+            pending.clear()
+            for item in items:
+                try:
+                    buffer += prefix + json_encode(item) + suffix
+                except Exception as exc:
+                    raise encode_error(item, exc) from exc
+            return
+        pending.clear()
+        if prefix or suffix != b"\n":
+            lines = prefix + lines[:-1].replace(b"\n", suffix + prefix) + suffix
+        buffer += lines
+
+    def _take(self) -> tuple[bytes, Exception | None]:
+        """Everything ready, encoded (up to a bad item: then its error too); empties the buffer."""
+        error = None
+        if self._pending:
+            try:
+                self._encode_pending()
+            except Exception as exc:
+                error = exc
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data, error
+
     def _on_suspend(self) -> None:
         """A loop callback: the body task yielded. Send what is ready, beside it."""
         self._suspended = True
-        if self._buffer and not self._sending and self._busy is None:
-            data = bytes(self._buffer)
-            self._buffer.clear()
-            self._send_aside({"type": "http.response.body", "body": data, "more_body": True})
+        if (self._buffer or self._pending) and not self._sending and self._busy is None:
+            self._send_aside(None)
 
     def _arm_timer(self) -> None:
         if self._ping_interval is not None:
@@ -264,7 +294,7 @@ class BodyPump:
                 )
         self._seen = self._sends
 
-    def _send_aside(self, message: Message) -> None:
+    def _send_aside(self, message: Message | None) -> None:
         """Start a side send (from a loop callback, so a plain asyncio task, ended by `run`).
 
         The body task waits for it before its own next send.
@@ -283,10 +313,17 @@ class BodyPump:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(tasks)
 
-    async def _side_send(self, message: Message, busy: asyncio.Event) -> None:
+    async def _side_send(self, message: Message | None, busy: asyncio.Event) -> None:
+        """Send ``message``, or (None) the ready items; an encoding error ends the stream."""
         try:
+            error = None
+            if message is None:
+                data, error = self._take()
+                message = _body_message(data)
             await self._send_bounded(message)
             self._sends += 1
+            if error is not None:
+                raise error
         except Exception as exc:  # e.g. a ping to a stuck client: raise it from run()
             self._error = exc
             self._scope.cancel()
@@ -297,10 +334,11 @@ class BodyPump:
     async def _flush(self) -> None:
         while self._busy is not None:  # a side send of an earlier batch goes first
             await self._busy.wait()
-        if self._buffer:
-            data = bytes(self._buffer)
-            self._buffer.clear()
+        data, error = self._take()
+        if data:
             await self._send_body(data)
+        if error is not None:
+            raise error
 
     async def _send_body(self, data: bytes) -> None:
         await self._send_message({"type": "http.response.body", "body": data, "more_body": True})
@@ -348,6 +386,10 @@ class BodyPump:
             self._scope.cancel()
             return
         self._disconnected()
+
+
+def _body_message(data: bytes) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": True}
 
 
 async def _next(source: Any) -> Any:

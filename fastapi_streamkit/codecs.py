@@ -22,7 +22,7 @@ __all__ = [
     "json_decode",
     "json_encoder",
     "encode_error",
-    "json_encoder_into",
+    "json_lines_encoder",
     "json_encode",
     "msgpack_decode",
     "msgpack_encoder",
@@ -159,16 +159,17 @@ def _check_size(data: bytes | str, max_size: int | None) -> None:
         )
 
 
-def json_encoder_into() -> Callable[[Any, bytearray, int], None] | None:
-    """msgspec's ``encode_into(obj, buffer, -1)``, appending JSON to a buffer; None without it.
+def json_lines_encoder() -> Callable[[list[Any]], bytes] | None:
+    """msgspec's ``encode_lines(items)``: each item's JSON followed by ``\n``; None without it.
 
-    The streaming hot path: no intermediate bytes object per item. Callers turn its
+    The streaming hot path: one call encodes a whole batch of ready items. Compact JSON never
+    holds a raw newline, so the result splits into items on ``\n``. Callers turn its
     ``TypeError``/``ValueError`` into `EncodeError` (see `encode_error`).
     """
     if msgspec is None:
         return None
     encoder = msgspec.json.Encoder(enc_hook=_hook(None), decimal_format="string")
-    return encoder.encode_into  # type: ignore[no-any-return]
+    return encoder.encode_lines  # type: ignore[no-any-return]
 
 
 def encode_error(obj: Any, exc: Exception) -> EncodeError:
