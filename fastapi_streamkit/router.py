@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Lifespan
 
 from . import _compat
 from ._router_lifespan import Hooks, RouterLifespan
-from ._subscriber import Handled, Subscriber, encode_body
+from ._subscriber import Handled, encode_body
+from ._subscriber import Subscriber as Subscriber
 from .asyncapi import add_asyncapi_routes
 from .brokers._topics import TopicPattern
 from .brokers.base import Broker
@@ -26,7 +27,7 @@ from .exceptions import UsageError
 from .lifespan import LifespanMount
 from .messages import StreamMessage
 
-__all__ = ["Publisher", "StreamRouter"]
+__all__ = ["Publisher", "StreamRouter", "Subscriber"]
 
 logger = logging.getLogger("fastapi_streamkit.router")
 

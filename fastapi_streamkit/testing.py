@@ -30,7 +30,7 @@ from .router import StreamRouter
 __all__ = ["Handled", "TestStreamApp"]
 
 
-def stream_routers(app: FastAPI) -> tuple[StreamRouter, ...]:
+def _stream_routers(app: FastAPI) -> tuple[StreamRouter, ...]:
     """Every `StreamRouter` included in ``app`` (directly or through other routers), once."""
     routers = _compat.included_routers(app.routes)
     return tuple(router for router in routers if isinstance(router, StreamRouter))
@@ -73,7 +73,7 @@ class TestStreamApp:
         return tuple(self._handled)
 
     async def __aenter__(self) -> TestStreamApp:
-        self._routers = stream_routers(self.app)
+        self._routers = _stream_routers(self.app)
         if not self._routers:
             raise UsageError(
                 "TestStreamApp found no StreamRouter in the app: include one first with "
