@@ -9,7 +9,7 @@ retries armed); FastStream 0.7's FastAPI integration (`RedisRouter`) runs throug
   bounded history of 1000 per topic), then wait until all are handled (messages/s);
 - ``one-by-one``: publish one message and await its handling before the next (messages/s).
 
-Run: ``.venv/bin/python benchmarks/dispatch_e2e.py [--messages N] [--rounds R]``
+Run: ``.venv/bin/python benchmarks/dispatch_e2e.py [--messages N] [--rounds R] [--uvloop]``
 """
 
 from __future__ import annotations
@@ -120,20 +120,23 @@ async def run_faststream(n: int, one_by_one: bool) -> float:
         return n / (time.perf_counter() - start)
 
 
-def best(run: Run, n: int, one_by_one: bool, rounds: int) -> float:
-    return max(anyio.run(run, n, one_by_one) for _ in range(rounds))
+def best(run: Run, n: int, one_by_one: bool, rounds: int, uvloop: bool) -> float:
+    options = {"use_uvloop": uvloop}
+    return max(anyio.run(run, n, one_by_one, backend_options=options) for _ in range(rounds))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--uvloop", action="store_true", help="run both sides on uvloop")
     args = parser.parse_args()
-    n, rounds = args.messages, args.rounds
-    print(f"end to end, {n} messages, best of {rounds} rounds (messages/s, higher is better)")
+    n, rounds, uvloop = args.messages, args.rounds, args.uvloop
+    loop = "uvloop" if uvloop else "asyncio"
+    print(f"end to end on {loop}, {n} messages, best of {rounds} (messages/s, higher is better)")
     for shape, one_by_one in (("stream", False), ("one-by-one", True)):
-        mine = best(run_ours, n, one_by_one, rounds)
-        theirs = best(run_faststream, max(n // 10, 1000), one_by_one, rounds)
+        mine = best(run_ours, n, one_by_one, rounds, uvloop)
+        theirs = best(run_faststream, max(n // 10, 1000), one_by_one, rounds, uvloop)
         print(
             f"  {shape:<11} fastapi_streamkit MemoryBroker {mine:>10,.0f}   "
             f"FastStream TestRedisBroker {theirs:>8,.0f}   ratio {mine / theirs:5.1f}x"
