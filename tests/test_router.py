@@ -740,3 +740,18 @@ async def test_a_sync_handler_is_waited_for_even_past_the_drain_timeout() -> Non
             while not started.is_set():  # noqa: ASYNC110 - a thread sets it
                 await anyio.sleep(0.005)
     assert finished.is_set()  # a thread cannot be cancelled: shutdown waited for it
+
+
+def test_a_mount_added_after_requests_were_served_is_routed() -> None:
+    router = StreamRouter(health_path="/health")
+    app = app_with(router)
+    client = TestClient(app)
+    assert client.get("/late/hello").status_code == 404  # FastAPI caches the routes now
+    late = FastAPI()
+
+    @late.get("/hello")
+    async def hello() -> str:
+        return "hi"
+
+    router.mount("/late", late)
+    assert client.get("/late/hello").json() == "hi"
