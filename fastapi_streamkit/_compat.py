@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import fastapi
@@ -29,14 +31,30 @@ from fastapi.dependencies.utils import (
     _solve_generator,
     _validate_value_with_model_field,
     get_dependant,
+    get_flat_params,
     get_parameterless_sub_dependant,
 )
 from fastapi.dependencies.utils import request_body_to_args as request_body_to_args
 from fastapi.dependencies.utils import request_params_to_args as request_params_to_args
 from fastapi.dependencies.utils import solve_dependencies as solve_dependencies
-from fastapi.routing import APIRoute, APIRouter
+from fastapi.routing import (
+    APIRoute,
+    APIRouter,
+    APIWebSocketRoute,
+    _get_scope_effective_route_context,
+    _get_scope_included_router,
+    _IncludedRouter,
+    _update_scope,
+)
+from fastapi.routing import get_websocket_app as _get_websocket_app
+from fastapi.telemetry._api import _route_selected
+from fastapi.utils import create_model_field
 from pydantic_core import SchemaValidator
+from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from .exceptions import UnsupportedFastAPIWarning
 
@@ -158,22 +176,6 @@ def mark_routes_changed(router: APIRouter) -> None:
 # `include_router` rebuilds each `APIWebSocketRoute` as a plain one (dropping its class);
 # these helpers let `connection.py` run FastAPI's own WebSocket pipeline with our class.
 
-from contextlib import AsyncExitStack  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from fastapi.routing import (  # noqa: E402
-    APIWebSocketRoute,
-    _get_scope_included_router,
-    _IncludedRouter,
-    _update_scope,
-)
-from fastapi.routing import get_websocket_app as _get_websocket_app  # noqa: E402
-from fastapi.telemetry._api import _route_selected  # noqa: E402
-from starlette._exception_handler import wrap_app_handling_exceptions  # noqa: E402
-from starlette.routing import BaseRoute, Match  # noqa: E402
-from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
-from starlette.websockets import WebSocket  # noqa: E402
-
 
 def websocket_session_app(
     dependant: Dependant,
@@ -261,8 +263,6 @@ def python_validator(field: ModelField) -> Callable[..., Any] | None:
 
 def effective_route_app(route: APIRoute, scope: Scope) -> tuple[ASGIApp, set[str] | None]:
     """The ASGI app and methods that serve ``route`` for this scope (included routes differ)."""
-    from fastapi.routing import _get_scope_effective_route_context
-
     context = _get_scope_effective_route_context(scope)
     if context is not None and context.original_route is route:
         assert context.app is not None
@@ -272,8 +272,6 @@ def effective_route_app(route: APIRoute, scope: Scope) -> tuple[ASGIApp, set[str
 
 def stream_item_field(route: APIRoute, item: Any) -> ModelField:
     """The model field FastAPI keeps for a streaming route's items (OpenAPI components)."""
-    from fastapi.utils import create_model_field
-
     name = "StreamItem_" + route.unique_id
     return create_model_field(name=name, type_=item, mode="serialization")
 
@@ -299,8 +297,6 @@ def included_routers(routes: Sequence[BaseRoute]) -> list[APIRouter]:
 
 def flat_params(dependant: Dependant) -> list[ModelField]:
     """Path, query, header and cookie parameters of ``dependant`` and its sub-dependencies."""
-    from fastapi.dependencies.utils import get_flat_params
-
     return get_flat_params(dependant)
 
 
