@@ -34,10 +34,13 @@ typecheck: install
 pytest: install
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-test: lint typecheck pytest
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
+test: lint typecheck docs pytest
 
 bench: install-bench
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache site
