@@ -42,6 +42,7 @@ _BATCH_BYTES = 64 * 1024
 _UNPRIMED = object()  # no item was fetched before the head
 _json_lines = json_lines_encoder()
 _BATCH_ITEMS = 512
+_PENDING_CHECKS = 3
 _FINAL: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
@@ -164,9 +165,12 @@ class BodyPump:
             self._scope.cancel()
 
     async def _body(self, open_source: Callable[[], Any], prime: bool) -> None:
-        await anyio.lowlevel.checkpoint()  # lets the listener see a pending disconnect
-        if self.state is not StreamState.CONNECTING:
-            return
+        # A few loop turns let the listener take a disconnect the server already delivered
+        # (uvicorn's receive returns it at once; channel-based receives checkpoint first).
+        for _ in range(_PENDING_CHECKS):
+            await anyio.lowlevel.checkpoint()
+            if self.state is not StreamState.CONNECTING:
+                return
         source = open_source()
         try:
             first = await _next(source) if prime else _UNPRIMED
