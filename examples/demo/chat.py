@@ -88,7 +88,7 @@ def add_chat(router: StreamRouter) -> None:
     @router.websocket("/ws/chat", receive=ChatIn, send=ChatOut)
     async def chat(websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols", [])
-        codec = next((codec for codec in CODECS if codec in offered), "json")
+        codec: Codec = next((codec for codec in CODECS if codec in offered), "json")
         # Subscribe before accepting: once the page sees the socket open, it misses nothing.
         async with aclosing(router.broker.subscribe(CHAT)) as messages:
             await websocket.accept(subprotocol=codec if codec in offered else None)

@@ -12,7 +12,8 @@ function append(log, parts, { className = "", id = null } = {}) {
   const item = document.createElement("li");
   if (className) item.className = className;
   if (id !== null) item.dataset.id = id;
-  for (const part of parts) {
+  for (const [index, part] of parts.entries()) {
+    if (index > 0) item.append(" ");
     if (typeof part === "string") item.append(part);
     else {
       const span = document.createElement("span");
@@ -64,7 +65,7 @@ function events(section) {
   source.onmessage = (event) => {
     lastId = event.lastEventId;
     const note = JSON.parse(event.data);
-    const words = ` (${note.words} word${note.words === 1 ? "" : "s"})`;
+    const words = `(${note.words} word${note.words === 1 ? "" : "s"})`;
     append(log, [["id", event.lastEventId], ["who", note.author], note.text, ["note", words]], {
       id: event.lastEventId,
     });
