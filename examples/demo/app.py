@@ -20,14 +20,18 @@ from .status import status_app
 STATIC = Path(__file__).parent / "static"
 
 
+HISTORY = 200  # messages kept per topic: what a page that connects first sees
+
+
 def make_broker() -> Broker:
     """A `RedisBroker` when ``REDIS_URL`` is set (several workers share it), else in memory."""
     url = os.environ.get("REDIS_URL")
     if not url:
-        return MemoryBroker()
+        return MemoryBroker(history=HISTORY)
     from fastapi_streamkit import RedisBroker  # needs the [redis] extra
 
-    return RedisBroker(url, prefix=os.environ.get("DEMO_REDIS_PREFIX", "streamkit-demo:"))
+    prefix = os.environ.get("DEMO_REDIS_PREFIX", "streamkit-demo:")
+    return RedisBroker(url, history=HISTORY, prefix=prefix)
 
 
 def add_admin(router: StreamRouter) -> None:

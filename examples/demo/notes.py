@@ -8,6 +8,10 @@ subscriber ``notes``       validates a `Note` (pydantic), masks words with a ``D
 ``GET /api/events``        `EventStream` of ``events``: each broker message as ``id:``/``data:``;
                            a browser reconnecting sends ``Last-Event-ID`` and misses nothing.
 ``GET /api/dead-letters``  `EventStream` of ``notes.dlq``: each body with its ``x-error``.
+
+A first connection (no ``Last-Event-ID``) starts with the history the broker keeps: a page
+that connects sees the recent events, and a page that has seen none yet still has nothing
+to miss when it reconnects (the browser sends no ``Last-Event-ID`` until it got an ``id:``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from fastapi_streamkit.brokers import Broker
 NOTES = "notes"
 EVENTS = "events"
 DEAD_LETTERS = f"{NOTES}.dlq"
+OLDEST = "0"  # an id older than any message: the broker starts at the oldest it keeps
 
 Retry = Annotated[
     int, Query(ge=100, le=60_000, description="milliseconds EventSource waits to reconnect")
@@ -63,7 +68,7 @@ def moderator() -> Moderator:
     return Moderator(["spam", "darn"])
 
 
-async def dead_letter_events(broker: Broker, last_id: str | None) -> AsyncIterator[ServerSentEvent]:
+async def dead_letter_events(broker: Broker, last_id: str) -> AsyncIterator[ServerSentEvent]:
     """Each dead letter as a ``dead-letter`` event: its body and the router's ``x-error``."""
     # aclosing: when the page goes away, EventStream closes this generator, which closes the
     # subscription at once (every broker subscription has ``aclose()``).
@@ -94,10 +99,12 @@ def add_notes(router: StreamRouter) -> None:
 
     @router.get("/api/events", response_class=EventStream)
     async def events(last_event_id: LastEventID, retry: Retry = 1000) -> EventStream:
-        """What the handlers published, from after ``Last-Event-ID`` (or from now)."""
-        return EventStream(router.broker.subscribe(EVENTS, last_id=last_event_id), retry=retry)
+        """What the handlers published, after ``Last-Event-ID`` (else the kept history)."""
+        published = router.broker.subscribe(EVENTS, last_id=last_event_id or OLDEST)
+        return EventStream(published, retry=retry)
 
     @router.get("/api/dead-letters", response_class=EventStream)
-    async def dead_letters(last_event_id: LastEventID) -> EventStream:
-        """The notes that failed, with the reason, from after ``Last-Event-ID`` (or from now)."""
-        return EventStream(dead_letter_events(router.broker, last_event_id))
+    async def dead_letters(last_event_id: LastEventID, retry: Retry = 1000) -> EventStream:
+        """The notes that failed, with the reason, after ``Last-Event-ID`` (else the history)."""
+        letters = dead_letter_events(router.broker, last_event_id or OLDEST)
+        return EventStream(letters, retry=retry)

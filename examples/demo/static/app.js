@@ -26,6 +26,12 @@ function append(log, parts, { className = "", id = null } = {}) {
   log.scrollTop = log.scrollHeight;
 }
 
+// A panel's event stream, with the page's ?retry= (ms EventSource waits to reconnect) passed on.
+function streamUrl(section) {
+  const retry = params.get("retry");
+  return retry ? `${section.dataset.src}?retry=${retry}` : section.dataset.src;
+}
+
 function setStatus(element, text, kind = "") {
   element.textContent = text;
   element.className = `status ${kind}`;
@@ -45,8 +51,7 @@ async function info(section) {
 function events(section) {
   const log = role(section, "log");
   const status = role(section, "status");
-  const retry = params.get("retry");
-  const source = new EventSource(retry ? `${section.dataset.src}?retry=${retry}` : section.dataset.src);
+  const source = new EventSource(streamUrl(section));
   let lastId = "";
   let opened = 0;
 
@@ -93,7 +98,7 @@ function notes(section) {
 function deadletters(section) {
   const log = role(section, "log");
   const status = role(section, "status");
-  const source = new EventSource(section.dataset.src);
+  const source = new EventSource(streamUrl(section));
   source.onopen = () => setStatus(status, "open", "ok");
   source.onerror = () => setStatus(status, "reconnecting…", "bad");
   source.addEventListener("dead-letter", (event) => {
