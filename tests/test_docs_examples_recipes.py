@@ -111,7 +111,7 @@ def test_readme_shows_the_example_and_it_runs() -> None:
             body = await sse_body(example.app, "/shipped", shipped_first.id, b"A-2")
         # the stream resumed after the first shipment: only the second one is sent
         assert body.decode() == (
-            f'id: {shipped_second.id}\ndata: {{"order":"A-2","status":"shipped"}}\n\n'
+            f'data: {{"order":"A-2","status":"shipped"}}\nid: {shipped_second.id}\n\n'
         )
 
     anyio.run(main)
