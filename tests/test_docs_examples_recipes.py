@@ -236,7 +236,7 @@ def test_faststream_migration_gives_the_same_results() -> None:
 
     async def main() -> None:
         async with TestRedisBroker(before.router.broker) as broker:  # no Redis needed
-            await broker.publish(order, "orders")
+            await broker.publish(before.Order(**order), "orders")
             before.priced.mock.assert_called_once_with({"sku": "A-1", "total": 24.0})
         async with TestStreamApp(after.app, lifespan=False) as stream:  # no Redis needed
             handled = await stream.publish_and_wait("orders", order)
