@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ RETRY = 3000  # ms the page's EventSource waits before reconnecting (the demo's 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    with serve_process("examples.demo:app", env={"PYTHONPATH": str(ROOT)}) as (_, port):
+    env = {"PYTHONPATH": str(ROOT), "REDIS_URL": ""}  # the MemoryBroker, whatever the shell says
+    with serve_process("examples.demo:app", env=env) as (_, port):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -275,3 +277,15 @@ def test_the_pages_messagepack_codec_matches_msgspec(open_page: Any) -> None:
     )
     assert bytes(encoded) == msgspec.msgpack.encode(values)  # the same bytes as msgspec
     assert decoded == values
+
+
+def test_ctrl_c_stops_the_demo_while_a_page_is_open(browser: Any) -> None:
+    env = {"PYTHONPATH": str(ROOT), "REDIS_URL": ""}
+    with serve_process("examples.demo:app", env=env) as (server, port):
+        page = Page(browser, f"http://127.0.0.1:{port}/")
+        page.wait_text("events", "[data-role=status]", "open")
+        page.wait_text("chat", "[data-role=status]", "connected (MessagePack, binary frames)")
+        server.send_signal(signal.SIGINT)  # two event streams and a WebSocket are open
+        assert server.wait(timeout=10) == 0
+        page.wait_text("events", "[data-role=status]", "reconnecting…")
+        page.close()

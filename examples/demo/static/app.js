@@ -165,7 +165,13 @@ function chat(section) {
 // The mounted sub-app: its lifespan's state, asked every few seconds.
 function status(section) {
   const refresh = async () => {
-    const state = await (await fetch(section.dataset.src)).json();
+    let state;
+    try {
+      state = await (await fetch(section.dataset.src)).json();
+    } catch {
+      role(section, "lifespan").textContent = "unreachable (is the server running?)";
+      return;
+    }
     role(section, "lifespan").textContent = state.lifespan;
     const started = role(section, "started");
     started.dataset.iso = state.started_at;
