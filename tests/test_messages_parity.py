@@ -102,7 +102,7 @@ def sync_deps_and_handler(log: Log) -> tuple[Callable[..., Any], Callable[..., A
         log.append("settings")
         return {"limit": 3}
 
-    def handler(order: Order, cfg: dict[str, int] = Depends(settings)) -> Any:  # noqa: B008
+    def handler(order: Order, cfg: dict[str, int] = Depends(settings)) -> Any:
         return min(order.qty, cfg["limit"])
 
     return handler, settings
