@@ -52,10 +52,11 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         require("BROWSER", "Playwright is not installed: pip install -e '.[dev]'")
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if executable is None:
         require("BROWSER", f"{CHROMIUM} is missing: install Debian's chromium (apt-get)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        browser = playwright.chromium.launch(executable_path=executable, args=ARGS, timeout=30_000)
         try:
             yield browser
         finally:
