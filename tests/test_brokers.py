@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -232,3 +233,30 @@ async def test_publish_returns_increasing_ids(make_broker: Factory) -> None:
     ids = [await broker.publish("t", b"") for _ in range(50)]
     keys = [tuple(int(part) for part in i.split("-")) for i in ids]
     assert keys == sorted(keys) and len(set(keys)) == 50
+
+
+@pytest.mark.parametrize("group", [None, "g"])
+async def test_consumer_task_cancelled_at_any_moment_ends_promptly(
+    make_broker: Factory, group: str | None
+) -> None:
+    # Regression: with redis-py's default socket_timeout, a plain asyncio cancel landing just
+    # after a message was yielded was swallowed (Python 3.11 asyncio.wait_for) and the task
+    # kept running. anyio cancel scopes retry their cancellation, so this uses asyncio's own.
+    broker = await make_broker()
+    for steps in range(6):
+        sub = broker.subscribe(f"cancel{steps}", group=group)
+        got = asyncio.Event()
+
+        async def consume(sub: AsyncIterator[Message] = sub, got: asyncio.Event = got) -> None:
+            async for _ in sub:
+                got.set()
+
+        task = asyncio.get_running_loop().create_task(consume())
+        await asyncio.sleep(0.05)
+        await broker.publish(f"cancel{steps}", b"x")
+        await asyncio.wait_for(got.wait(), 5)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=3)
+        assert done == {task}, f"the consumer task ignored its cancellation ({steps=})"

@@ -32,6 +32,7 @@ _BATCH = 128
 _BLOCK_MS = 1000
 _DISCOVERY_S = 0.5
 _MIN_DELAY, _MAX_DELAY = 0.05, 1.0
+_READ_GRACE_S = 10.0  # a blocking read that outlives its BLOCK by this much: Redis is stuck
 
 
 class RedisSubscription:
@@ -85,7 +86,7 @@ class RedisSubscription:
                     await self._fill_broadcast(client)
                 else:
                     await self._fill_group(client)
-            except (OSError, RedisError) as exc:
+            except (OSError, RedisError, TimeoutError) as exc:
                 if self._client() is None:
                     raise StopAsyncIteration from None
                 await self._backoff(exc)
@@ -135,7 +136,8 @@ class RedisSubscription:
         if not self._cursors:
             return await self._idle_until_discovery()
         block = _BLOCK_MS if not self.pattern.is_pattern else int(_DISCOVERY_S * 1000)
-        response: Any = await client.xread(self._cursors, count=_BATCH, block=block)  # type: ignore[arg-type]
+        with anyio.fail_after(block / 1000 + _READ_GRACE_S):
+            response: Any = await client.xread(self._cursors, count=_BATCH, block=block)  # type: ignore[arg-type]
         for key, entries in response or ():
             for raw_id, fields in entries:
                 self._cursors[key] = raw_id
@@ -167,7 +169,8 @@ class RedisSubscription:
         block = int(min(_BLOCK_MS, self._claim_every * 1000, _DISCOVERY_S * 1000))
         pipe.xreadgroup(self.group, self._consumer, self._cursors, count=_BATCH, block=block)  # type: ignore[arg-type]
         try:
-            results = await pipe.execute(raise_on_error=False)
+            with anyio.fail_after(block / 1000 + _READ_GRACE_S):
+                results = await pipe.execute(raise_on_error=False)
         except BaseException:
             self.broker.restore_acks(acks)
             raise

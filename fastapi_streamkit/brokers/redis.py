@@ -90,7 +90,12 @@ class RedisBroker:
         client = Redis.from_url(
             self.url,
             socket_connect_timeout=2.0,
-            socket_timeout=10.0,
+            # socket_timeout=None (redis-py 8 defaults to 5 s): with a timeout, redis-py sends
+            # through asyncio.wait_for(), which on Python 3.11 swallows a cancellation that
+            # lands as the send completes, leaving the task running. Blocking reads are
+            # bounded by the subscriptions (anyio.fail_after); keepalive finds dead peers.
+            socket_timeout=None,
+            socket_keepalive=True,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 2),
         )
         try:
