@@ -18,11 +18,11 @@ class MalformedEntry(ValueError):
     """A stream entry that is not a message this package wrote; the text says why."""
 
 
-def encode_entry(body: bytes, headers: dict[str, str]) -> dict[bytes, bytes]:
-    """The stream fields of a message."""
-    fields = {_BODY: body}
+def encode_entry(body: bytes, headers: dict[str, str]) -> list[bytes]:
+    """The stream fields of a message, flat: ``[b"body", body, b"h:<name>", value, ...]``."""
+    fields = [_BODY, body]
     for name, value in headers.items():
-        fields[_HEADER + name.encode()] = value.encode()
+        fields += (_HEADER + name.encode(), value.encode())
     return fields
 
 

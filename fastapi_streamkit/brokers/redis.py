@@ -75,7 +75,7 @@ class RedisBroker:
         self._client: Redis | None = None
         self._offset_ms = 0.0  # Redis clock minus ours
         self._margin_ms = 2.0
-        self._published: dict[str, tuple[int, int]] = {}
+        self._published: dict[str, str] = {}  # topic -> last id this broker published
         self._registered: set[str] = set()
         self._acks: _Acks = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -148,14 +148,14 @@ class RedisBroker:
         """XADD the message to ``topic``'s stream; BrokerUnavailable while Redis is down."""
         client = self.running_client("publish")
         body, headers = check_publish(topic, body, headers)
-        key = self.prefix + topic
+        command = ("XADD", self.prefix + topic, "MAXLEN", "~", self.history, "*")
         fields = encode_entry(body, headers)
         try:
             if topic in self._registered:
-                raw = await client.xadd(key, fields, maxlen=self.history, approximate=True)  # type: ignore[arg-type]
+                raw = await client.execute_command(*command, *fields)  # type: ignore[no-untyped-call]
             else:
                 async with client.pipeline(transaction=False) as pipe:
-                    pipe.xadd(key, fields, maxlen=self.history, approximate=True)  # type: ignore[arg-type]
+                    pipe.execute_command(*command, *fields)
                     pipe.sadd(self.registry, topic)
                     raw, _ = await pipe.execute()
                 self._registered.add(topic)
@@ -165,10 +165,8 @@ class RedisBroker:
                 f"cannot publish to {topic!r}: Redis at {self.url} failed ({exc}); the broker "
                 "reconnects by itself, publish again later"
             ) from exc
-        message_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-        parsed = parse_id(message_id)
-        if parsed is not None:
-            self._published[topic] = parsed
+        message_id: str = raw.decode() if isinstance(raw, bytes) else str(raw)
+        self._published[topic] = message_id
         return message_id
 
     def subscribe(
@@ -190,7 +188,11 @@ class RedisBroker:
             # message this broker itself published to a matching topic.
             estimate = int(time.time() * 1000 + self._offset_ms - self._margin_ms)
             parsed = (max(estimate - 1, 0), _MAX_SEQ)
-            floors = {t: k for t, k in self._published.items() if pattern.matches(t)}
+            floors = {
+                t: k
+                for t, i in self._published.items()
+                if pattern.matches(t) and (k := parse_id(i)) is not None
+            }
         return RedisSubscription(self, pattern, group, parsed, floors)
 
     async def ack(self, message: Message) -> None:
