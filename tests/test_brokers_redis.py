@@ -316,3 +316,29 @@ async def test_sse_client_resumes_on_another_worker(make: Callable[..., Any]) ->
             sent += [await publisher.publish("feed", f"e{i}".encode()) for i in range(3, 6)]
             resumed = await _read_events(worker_b.url, 3, first[-1][0])
     assert resumed == [(sent[i], f"e{i}") for i in range(3, 6)]
+
+
+async def test_slow_consumer_keeps_its_batch_from_being_claimed(make: Callable[..., Any]) -> None:
+    slow, other = await make(claim_idle=0.4), await make(claim_idle=0.4)
+    mine = slow.subscribe("jobs", group="g")
+    theirs = other.subscribe("jobs", group="g")
+    ids = [await slow.publish("jobs", str(i).encode()) for i in range(3)]
+    stolen: list[Message] = []
+
+    async def watch_other() -> None:
+        async for message in theirs:
+            stolen.append(message)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_other)
+        got = await take(mine, 1)  # one read took all three into the local batch
+        for _ in range(2):
+            await slow.ack(got[-1])
+            await anyio.sleep(0.3)  # a slow handler: the batch outlives claim_idle / 2
+            got += await take(mine, 1)
+        await slow.ack(got[-1])
+        await anyio.sleep(1.0)  # the other consumer claims nothing: the batch was re-owned
+        tg.cancel_scope.cancel()
+    assert [m.id for m in got] == ids
+    assert [m.attempt for m in got] == [1, 1, 1]
+    assert stolen == []

@@ -246,6 +246,7 @@ class RedisSubscription:
                 raw_id: int(found[0]["times_delivered"]) if found else 2
                 for (raw_id, _), found in zip(claimed, counts, strict=True)
             }
+            self._fetched = time.monotonic()
             await self._accept(client, [(key, claimed)], attempts)
 
     def _batch_is_old(self) -> bool:
