@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from fastapi_streamkit.brokers import Broker, MemoryBroker, Message
+from fastapi_streamkit.brokers.redis import RedisBroker
 
 from ._redis import redis_broker_factory
 
@@ -63,6 +64,10 @@ async def nothing_within(sub: AsyncIterator[Message], seconds: float) -> None:
     with anyio.move_on_after(seconds):
         message = await anext(sub)
         pytest.fail(f"expected no message, got {message!r}")
+
+
+def _both_are_brokers(memory: MemoryBroker, redis: RedisBroker) -> tuple[Broker, Broker]:
+    return memory, redis  # mypy checks that both implement the protocol
 
 
 async def test_is_a_broker(make_broker: Factory) -> None:
