@@ -174,3 +174,10 @@ def test_id_clock_never_goes_back() -> None:
     clock.last = (2**50, 7)  # a clock far in the future, as after a wall-clock step back
     assert clock.next() == (2**50, 8)
     assert clock.next() == (2**50, 9)
+
+
+def test_messages_are_hashable_values() -> None:
+    one = Message("1-0", "t", b"x", {"k": "v"}, "g", 2)
+    assert one == Message("1-0", "t", b"x", {"k": "v"}, "g", 2)
+    assert len({one, Message("1-0", "t", b"x", {"k": "v"}, "g", 2)}) == 1
+    assert one != Message("1-0", "t", b"x", {"k": "other"}, "g", 2)

@@ -19,7 +19,7 @@ class Message:
     id: str
     topic: str
     body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, hash=False)  # hashable message
     group: str | None = None
     attempt: int = 1
 
