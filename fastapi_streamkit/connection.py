@@ -52,8 +52,11 @@ class Request(SessionMixin, StarletteRequest):
 
     @functools.cached_property
     def accept(self) -> Accept:
-        """The parsed ``Accept`` header (everything is acceptable when it is absent)."""
-        return Accept(self.headers.get("accept"))
+        """The parsed ``Accept`` header (everything is acceptable when it is absent).
+
+        Repeated ``Accept`` field lines form one list (RFC 9110, section 5.3).
+        """
+        return Accept(", ".join(self.headers.getlist("accept")))
 
     @functools.cached_property
     def content_type(self) -> tuple[str, dict[str, str]]:
