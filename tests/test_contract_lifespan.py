@@ -636,3 +636,60 @@ def test_the_same_sub_app_mounted_twice_starts_once() -> None:
     with TestClient(host) as client:
         assert client.get("/one/").text == client.get("/two/").text == "shared"
     assert events == ["shared up", "shared down"]
+
+
+async def test_router_shutdown_goes_through_every_part_and_reports_all_errors() -> None:
+    events: Events = []
+    router = StreamRouter(broker=EventBroker(events))
+
+    @router.before_shutdown
+    def the_before_shutdown_hook() -> None:
+        events.append("before_shutdown")
+        raise RuntimeError("before_shutdown hook broke")
+
+    @router.after_shutdown
+    def after_shutdown() -> None:
+        events.append("after_shutdown")
+
+    router.mount("/bad", failing_shutdown_sub(events, "bad"))
+    router.mount("/ok", raw_sub(events, "ok"))
+    app = FastAPI(lifespan=lifespan_logging(events, "host"))
+    app.include_router(router)
+    async with driven(app) as driver:
+        assert (await driver.send("startup"))["type"] == "lifespan.startup.complete"
+        reply = await driver.send("shutdown")
+    assert reply["type"] == "lifespan.shutdown.failed"
+    assert "before_shutdown hook broke" in reply["message"]
+    assert "bad could not flush" in reply["message"]
+    assert events == [
+        "host up",
+        "broker start",
+        "bad up",
+        "ok up",
+        "before_shutdown",
+        "ok down",
+        "bad down",
+        "broker close",
+        "after_shutdown",
+    ]
+    assert not await router.broker.ping()
+
+
+def test_mount_and_a_stream_router_on_one_app_each_run_once() -> None:
+    events: Events = []
+    app = FastAPI(lifespan=lifespan_logging(events, "host"))
+    mount(app, "/first", raw_sub(events, "first"))
+    app.include_router(hooked_router(events))
+    mount(app, "/last", raw_sub(events, "last"))
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.get("/first/").text == "first"
+            assert client.get("/last/").text == "last"
+            assert client.get("/one/").text == "one"
+    for name in ("host", "first", "last", "one", "two"):
+        assert events.count(f"{name} up") == events.count(f"{name} down") == 2, events
+    for hook in ("before_startup", "after_startup", "before_shutdown", "after_shutdown"):
+        assert events.count(hook) == 2
+    cycle = events[: len(events) // 2]
+    assert cycle.index("host up") < cycle.index("first up") < cycle.index("last up")
+    assert cycle.index("last down") < cycle.index("first down") < cycle.index("host down")

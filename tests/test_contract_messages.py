@@ -23,6 +23,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from anyio.from_thread import BlockingPortal
+from anyio.streams.memory import MemoryObjectSendStream
 from fastapi import APIRouter, Depends, FastAPI, Header
 from fastapi import Path as PathParam
 from fastapi.dependencies.utils import get_dependant
@@ -501,7 +502,9 @@ def counting_router(events: list[str]) -> tuple[StreamRouter, list[Order]]:
     return router, got
 
 
-@pytest.mark.parametrize("layout", ["twice", "nested-api-router", "nested-stream-router", "both"])
+@pytest.mark.parametrize(
+    "layout", ["twice", "nested-api-router", "nested-stream-router", "both", "diamond"]
+)
 def test_router_lifespan_runs_once_per_cycle_over_two_cycles(layout: str) -> None:
     events: list[str] = []
     router, got = counting_router(events)
@@ -517,11 +520,18 @@ def test_router_lifespan_runs_once_per_cycle_over_two_cycles(layout: str) -> Non
         outer_stream = StreamRouter()
         outer_stream.include_router(router)
         app.include_router(outer_stream)
-    else:
+    elif layout == "both":
         outer = APIRouter()
         outer.include_router(router)
         app.include_router(outer)
         app.include_router(router)
+    else:  # one router reached through two parents, one of them a StreamRouter included twice
+        left, right = APIRouter(), StreamRouter()
+        left.include_router(router)
+        right.include_router(router)
+        app.include_router(left, prefix="/left")
+        app.include_router(right, prefix="/right")
+        app.include_router(right, prefix="/right2")
     for cycle in (1, 2):
         with TestClient(app) as client:
             portal(client).call(router.publish, "orders", {"id": cycle})
@@ -1307,3 +1317,166 @@ def test_worker_needs_no_http_server(tmp_path: Path) -> None:
     assert proc.returncode == 0, rest
     assert "down" in rest.splitlines()
     assert "Uvicorn running" not in rest
+
+
+# == more adversarial cases ===============================================================
+
+
+class QueueBroker:
+    """A user-written `Broker`: broadcast only, ``subscribe`` an async generator function."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.count = 0
+        self.queues: list[tuple[str, MemoryObjectSendStream[Message]]] = []
+        self.acked: list[Message] = []
+
+    async def start(self) -> None:
+        self.running = True
+
+    async def close(self) -> None:
+        self.running = False
+        for _, stream in self.queues:
+            stream.close()
+        self.queues.clear()
+
+    async def ping(self) -> bool:
+        return self.running
+
+    async def publish(
+        self, topic: str, body: bytes, *, headers: dict[str, str] | None = None
+    ) -> str:
+        self.count += 1
+        message = Message(str(self.count), topic, body, dict(headers or {}))
+        for wanted, stream in self.queues:
+            if wanted == topic:
+                await stream.send(message)
+        return message.id
+
+    async def subscribe(
+        self, topic: str, *, group: str | None = None, last_id: str | None = None
+    ) -> AsyncIterator[Message]:
+        send, receive = anyio.create_memory_object_stream[Message](100)
+        self.queues.append((topic, send))
+        with receive:
+            async for message in receive:
+                yield message
+
+    async def ack(self, message: Message) -> None:
+        self.acked.append(message)
+
+
+def test_a_user_written_broker_plugs_in() -> None:
+    broker = QueueBroker()
+    assert isinstance(broker, Broker)
+    router = StreamRouter(broker=broker, health_path="/health")
+    got: list[int] = []
+
+    @router.subscriber("orders", broadcast=True)
+    async def handle(order: Order) -> None:
+        got.append(order.id)
+
+    app = app_with(router)
+    for cycle in (1, 2):
+        with TestClient(app) as client:
+            assert client.get("/health").status_code == 204
+            portal(client).call(router.publish, "orders", {"id": cycle})
+            portal(client).call(until, lambda c=cycle: len(got) == c)
+        assert not broker.running
+    assert got == [1, 2]
+
+
+def test_sync_handler_and_sync_yield_dependency_through_the_router() -> None:
+    events: list[str] = []
+    router = StreamRouter()
+
+    def session() -> Iterator[str]:
+        events.append("open")
+        yield "db"
+        events.append("close")
+
+    @router.publisher("out")
+    @router.subscriber("in")
+    def handle(order: Order, db: Annotated[str, Depends(session)]) -> dict[str, Any]:
+        events.append("handle")
+        return {"id": order.id, "db": db}
+
+    async def scenario() -> Message:
+        async with lifespan_of(app_with(router)):
+            out = router.broker.subscribe("out")
+            await router.publish("in", {"id": 3})
+            (result,) = await take(out, 1)
+            await until(lambda: "close" in events)
+            return result
+
+    result = anyio.run(scenario)
+    assert json.loads(result.body) == {"id": 3, "db": "db"}
+    assert events == ["open", "handle", "close"]
+
+
+async def test_several_topic_parameters_each_one_segment() -> None:
+    router = StreamRouter()
+    got: list[tuple[str, str]] = []
+
+    @router.subscriber("shop.{region}.{kind}")
+    async def handle(region: str, kind: str, request: StreamMessage) -> None:
+        got.append((region, kind))
+
+    async with lifespan_of(app_with(router)):
+        await router.publish("shop.eu.refund", b"")
+        await router.publish("shop.eu.refund.extra", b"")  # four segments: no match
+        await router.publish("shop.us.sale", b"")
+        await until(lambda: len(got) == 2)
+        await anyio.sleep(0.05)
+    assert got == [("eu", "refund"), ("us", "sale")]
+
+
+def test_app_dependency_overrides_set_while_running_apply_to_the_next_message() -> None:
+    def real_db() -> str:
+        return "real"
+
+    router = StreamRouter()
+    seen: list[str] = []
+
+    @router.subscriber("jobs")
+    async def handle(order: Order, db: Annotated[str, Depends(real_db)]) -> None:
+        seen.append(db)
+
+    app = app_with(router)
+    app.dependency_overrides[real_db] = lambda: "set before startup"
+    with TestClient(app) as client:
+        portal(client).call(router.publish, "jobs", {"id": 1})
+        portal(client).call(until, lambda: len(seen) == 1)
+        app.dependency_overrides[real_db] = lambda: "set while running"
+        portal(client).call(router.publish, "jobs", {"id": 2})
+        portal(client).call(until, lambda: len(seen) == 2)
+        app.dependency_overrides.clear()
+        portal(client).call(router.publish, "jobs", {"id": 3})
+        portal(client).call(until, lambda: len(seen) == 3)
+    assert seen == ["set before startup", "set while running", "real"]
+
+
+def test_a_failed_cycle_then_a_good_cycle() -> None:
+    events: list[str] = []
+    router = StreamRouter(broker=RecordingBroker(events))
+    fail = [True]
+    got: list[int] = []
+
+    @router.after_startup
+    def maybe_fail() -> None:
+        if fail[0]:
+            raise RuntimeError("first start fails")
+
+    @router.subscriber("jobs")
+    async def handle(order: Order) -> None:
+        got.append(order.id)
+
+    app = app_with(router)
+    with pytest.raises(Exception, match="first start fails"), TestClient(app):
+        pass
+    assert events == ["broker start", "broker close"]
+    fail[0] = False
+    with TestClient(app) as client:
+        portal(client).call(router.publish, "jobs", {"id": 5})
+        portal(client).call(until, lambda: got == [5])
+    assert events == ["broker start", "broker close"] * 2
