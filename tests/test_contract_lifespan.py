@@ -143,11 +143,29 @@ def litestar_sub(events: Events, name: str) -> Any:
     )
 
 
+def faststream_sub(events: Events, name: str) -> Any:
+    from faststream.asgi import AsgiFastStream
+    from faststream.redis import RedisBroker
+
+    async def read_state(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse(name)(scope, receive, send)
+
+    # A broker without subscribers never connects: no Redis needed for the lifespan protocol.
+    # AsgiFastStream matches scope["path"], which under a Starlette Mount is the full path.
+    return AsgiFastStream(
+        RedisBroker("redis://127.0.0.1:1"),
+        on_startup=[lambda: events.append(f"{name} up")],
+        after_shutdown=[lambda: events.append(f"{name} down")],
+        asgi_routes=[(f"/{name}/state", read_state)],
+    )
+
+
 SUBS: dict[str, Callable[[Events, str], Any]] = {
     "fastapi": fastapi_sub,
     "starlette": starlette_sub,
     "raw": raw_sub,
     "litestar": litestar_sub,
+    "faststream": faststream_sub,
 }
 
 
@@ -693,3 +711,25 @@ def test_mount_and_a_stream_router_on_one_app_each_run_once() -> None:
     cycle = events[: len(events) // 2]
     assert cycle.index("host up") < cycle.index("first up") < cycle.index("last up")
     assert cycle.index("last down") < cycle.index("first down") < cycle.index("host down")
+
+
+async def test_router_mount_timeouts_name_the_sub_app_and_roll_back() -> None:
+    events: Events = []
+
+    @contextlib.asynccontextmanager
+    async def never_ready(app: Any) -> AsyncIterator[None]:
+        await anyio.sleep(30)
+        yield
+
+    router = StreamRouter(broker=EventBroker(events))
+    router.mount("/ok", raw_sub(events, "ok"))
+    router.mount("/slow", Starlette(lifespan=never_ready), name="slowpoke", startup_timeout=0.2)
+    app = FastAPI()
+    app.include_router(router)
+    started = time.monotonic()
+    async with driven(app) as driver:
+        reply = await driver.send("startup")
+    assert time.monotonic() - started < 3
+    assert reply["type"] == "lifespan.startup.failed"
+    assert "slowpoke" in reply["message"] or "/slow" in reply["message"]
+    assert events == ["broker start", "ok up", "ok down", "broker close"]

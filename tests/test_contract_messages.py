@@ -34,9 +34,12 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.requests import Request as StarletteRequest
 from starlette.types import Message as ASGIMessage
+from starlette.websockets import WebSocket as StarletteWebSocket
+from websockets.sync.client import connect as ws_connect
 
-from fastapi_streamkit import MemoryBroker, StreamMessage, StreamRouter
+from fastapi_streamkit import MemoryBroker, StreamMessage, StreamRouter, WebSocket
 from fastapi_streamkit.brokers import Broker, Message
+from tests._server import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -1480,3 +1483,46 @@ def test_a_failed_cycle_then_a_good_cycle() -> None:
         portal(client).call(router.publish, "jobs", {"id": 5})
         portal(client).call(until, lambda: got == [5])
     assert events == ["broker start", "broker close"] * 2
+
+
+# == router.websocket =====================================================================
+
+
+def test_websocket_signature_adds_keyword_only_frame_models() -> None:
+    params = inspect.signature(StreamRouter().websocket).parameters
+    assert list(params)[0] == "path"
+    for name in ("receive", "send"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[name].default is None
+    assert "dependencies" in params and "name" in params  # FastAPI's own keywords stay
+
+
+def test_our_websocket_is_injected_through_nested_includes_with_dependencies() -> None:
+    ran: list[str] = []
+
+    def inner_level(websocket: StarletteWebSocket) -> None:
+        ran.append(f"inner ours={isinstance(websocket, WebSocket)}")
+
+    def outer_level(websocket: StarletteWebSocket) -> None:
+        ran.append(f"outer ours={isinstance(websocket, WebSocket)}")
+
+    router = StreamRouter()
+
+    @router.websocket("/echo", receive=Order, send=Order)
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        frame = await websocket.receive_json()
+        await websocket.send_json({"ours": isinstance(websocket, WebSocket), "echo": frame})
+        await websocket.close()
+
+    middle = APIRouter()
+    middle.include_router(router, prefix="/inner", dependencies=[Depends(inner_level)])
+    app = FastAPI()
+    app.include_router(middle, prefix="/outer", dependencies=[Depends(outer_level)])
+    with serve(app) as server:
+        url = f"ws://127.0.0.1:{server.port}/outer/inner/echo"
+        with ws_connect(url, open_timeout=5) as ws:
+            ws.send('{"id": 1}')
+            reply = json.loads(ws.recv(timeout=5))
+    assert reply == {"ours": True, "echo": {"id": 1}}
+    assert sorted(ran) == ["inner ours=True", "outer ours=True"]  # both include levels ran
