@@ -308,7 +308,7 @@ class JSONLines(Stream):
         adapter = self.item_type
         if adapter is None:
             return lambda item: json_encode(item) + b"\n"
-        return lambda item: adapter.dump_json(adapter.validate_python(item)) + b"\n"
+        return lambda item: adapter.dump_json(adapter.validate_python(item), by_alias=True) + b"\n"
 
     def item_frame(self) -> tuple[bytes, bytes] | None:
         return (b"", b"\n") if self.item_type is None else None
@@ -347,4 +347,6 @@ class MsgPackStream(Stream):
         adapter = self.item_type
         if adapter is None:
             return encode
-        return lambda item: encode(adapter.dump_python(adapter.validate_python(item), mode="json"))
+        return lambda item: encode(
+            adapter.dump_python(adapter.validate_python(item), mode="json", by_alias=True)
+        )

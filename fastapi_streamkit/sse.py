@@ -161,7 +161,7 @@ _PLAIN = sse_encoder()
 
 
 def _typed_json(adapter: TypeAdapter[Any]) -> Callable[[Any], bytes]:
-    return lambda item: adapter.dump_json(adapter.validate_python(item))
+    return lambda item: adapter.dump_json(adapter.validate_python(item), by_alias=True)
 
 
 def _encode_other(item: Any, encode_json: Callable[[Any], bytes]) -> bytes:
