@@ -1310,3 +1310,50 @@ def test_openapi_stream_content_is_exactly_fastapis() -> None:
     content = _native_and_ours()
     assert content["/ours/sse"] == content["/native/sse"]
     assert content["/ours/jsonl"] == content["/native/jsonl"]
+
+
+class Aliased(pydantic.BaseModel):
+    full_name: str = pydantic.Field(alias="fullName")
+    note: str | None = None
+
+
+async def test_typed_items_are_serialized_by_alias_as_response_model_does() -> None:
+    """FastAPI's ``response_model`` and its own JSONL/SSE streams serialize by alias."""
+    from fastapi.sse import EventSourceResponse
+
+    app = FastAPI()
+
+    @app.get("/native/jsonl")
+    async def native_jsonl() -> AsyncIterator[Aliased]:
+        yield Aliased(fullName="a")
+
+    @app.get("/native/sse", response_class=EventSourceResponse)
+    async def native_sse() -> AsyncIterator[Aliased]:
+        yield Aliased(fullName="a")
+
+    router = StreamRouter()
+
+    @router.get("/jsonl", response_class=JSONLines)
+    async def ours_jsonl() -> AsyncIterator[Aliased]:
+        yield Aliased(fullName="a")
+
+    @router.get("/sse", response_class=EventStream)
+    async def ours_sse() -> AsyncIterator[Aliased]:
+        yield Aliased(fullName="a")
+
+    @router.get("/msgpack", response_class=MsgPackStream)
+    def ours_msgpack() -> Iterator[Aliased]:
+        yield {"fullName": "a"}  # type: ignore[misc]
+
+    app.include_router(router, prefix="/ours")
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        with anyio.fail_after(5):
+            paths = ("/jsonl", "/sse", "/msgpack")
+            got = {p: (await client.get(f"/ours{p}")).content for p in paths}
+            native = {p: (await client.get(f"/native{p}")).content for p in ("/jsonl", "/sse")}
+    assert got["/jsonl"] == native["/jsonl"] == b'{"fullName":"a","note":null}\n'
+    assert _sse_events(got["/sse"]) == _sse_events(native["/sse"])
+    assert msgspec.msgpack.decode(got["/msgpack"]) == {"fullName": "a", "note": None}
+    schema = app.openapi()["components"]["schemas"]["Aliased"]
+    assert "fullName" in schema["properties"]  # what the document promises is what is sent
