@@ -342,3 +342,42 @@ async def test_slow_consumer_keeps_its_batch_from_being_claimed(make: Callable[.
     assert [m.id for m in got] == ids
     assert [m.attempt for m in got] == [1, 1, 1]
     assert stolen == []
+
+
+async def test_many_broadcast_subscribers_share_one_reader(tmp_path: Path) -> None:
+    with private_redis(tmp_path) as server:  # alone on it: CLIENT LIST shows only us
+        broker = RedisBroker(server.url, prefix=unique_prefix())
+        await broker.start()
+        subs = [broker.subscribe("ticks") for _ in range(300)]  # > redis-py's 100 connections
+        async with anyio.create_task_group() as tg:
+            for sub in subs:
+                tg.start_soon(anext, sub)  # every subscriber waits on the topic's tail
+            await anyio.sleep(0.3)
+            async with redis.asyncio.Redis.from_url(server.url) as client:
+                clients = await client.client_list()
+            await broker.publish("ticks", b"tick")
+        assert len(clients) <= 3  # the tail's XREAD, at most one idle pooled connection, us
+        assert [c["cmd"] for c in clients].count("xread") == 1
+        second = await broker.publish("ticks", b"tock")
+        assert {(await take(sub, 1))[0].id for sub in subs} == {second}
+        await broker.close()
+
+
+async def test_subscriber_behind_the_shared_ring_catches_up_from_redis(
+    make: Callable[..., Any],
+) -> None:
+    broker = await make()
+    live, late = broker.subscribe("feed"), broker.subscribe("feed")
+    first = await take_after_publish(broker, live, b"0")
+    ids = [first] + [await broker.publish("feed", str(i).encode()) for i in range(1, 1500)]
+    await take(live, 1499)  # the shared reader's ring (1024) has moved on past `late`
+    got = await take(late, 1500, within=10)
+    assert [m.id for m in got] == ids
+    assert [m.body for m in got] == [str(i).encode() for i in range(1500)]
+
+
+async def take_after_publish(broker: RedisBroker, sub: AsyncIterator[Message], body: bytes) -> str:
+    message_id: str = await broker.publish("feed", body)
+    [message] = await take(sub, 1)
+    assert message.id == message_id
+    return message_id

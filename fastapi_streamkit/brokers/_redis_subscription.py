@@ -16,12 +16,13 @@ import anyio
 from redis.exceptions import RedisError, ResponseError
 
 from ._entries import MalformedEntry, dead_letter_fields, decode_entry
-from ._topics import TopicPattern, format_id
+from ._topics import TopicPattern, format_id, parse_id
 from .base import Message
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from ._redis_tail import Tail
     from .redis import RedisBroker
 
 __all__ = ["RedisSubscription"]
@@ -65,6 +66,10 @@ class RedisSubscription:
         self._next_claim = 0.0
         self._outage: float | None = None
         self._delay = _MIN_DELAY
+        self._tail_cursor = max(start, floors.get(pattern.pattern, (0, 0)))
+        self._tail: Tail | None = None  # broadcast of one topic: the shared reader
+        if group is None and not pattern.is_pattern:
+            self._join_tail()
         if not pattern.is_pattern:
             self._add(pattern.pattern)
 
@@ -97,6 +102,8 @@ class RedisSubscription:
         """Stop this subscription; group messages it did not ack are claimed by others later."""
         self._closed = True
         self._batch.clear()
+        if self._tail is not None:
+            self._tail.watchers.discard(self)
 
     def _client(self) -> Redis | None:
         broker = self.broker
@@ -132,19 +139,54 @@ class RedisSubscription:
         return Message(raw_id.decode(), topic, body, headers, self.group, attempt)
 
     async def _fill_broadcast(self, client: Redis) -> None:
+        if not self.pattern.is_pattern:
+            return await self._fill_from_tail(client)
         await self._discover(client)
         if not self._cursors:
             return await self._idle_until_discovery()
-        block = _BLOCK_MS if not self.pattern.is_pattern else int(_DISCOVERY_S * 1000)
+        block = int(_DISCOVERY_S * 1000)
         with anyio.fail_after(block / 1000 + _READ_GRACE_S):
             response: Any = await client.xread(self._cursors, count=_BATCH, block=block)  # type: ignore[arg-type]
         for key, entries in response or ():
-            for raw_id, fields in entries:
-                self._cursors[key] = raw_id
-                try:
-                    self._batch.append(self._message(key, raw_id, fields, 1))
-                except MalformedEntry as exc:
-                    logger.warning("skipping stream entry %s of %r: %s", raw_id, key, exc)
+            self._take(key, entries)
+
+    async def _fill_from_tail(self, client: Redis) -> None:
+        """Serve from the topic's shared tail; catch up with XRANGE while behind it."""
+        tail = self._tail
+        if tail is None or tail.stopped:
+            tail = self._join_tail()
+        tail.ensure_running()
+        changed = tail.changed
+        if tail.covers(self._tail_cursor):
+            found = tail.after(self._tail_cursor, _BATCH)
+            if found:
+                self._batch.extend(message for _, message in found)
+                self._tail_cursor = found[-1][0]
+            else:
+                await changed.wait()  # the tail wakes its subscribers at least every second
+            return
+        raw_cursor = format_id(self._tail_cursor).encode()
+        entries: Any = await client.xrange(tail.key, b"(" + raw_cursor, b"+", count=_BATCH)
+        if entries:
+            self._take(tail.key, entries)
+            self._tail_cursor = parse_id(self._cursors[tail.key]) or self._tail_cursor
+        else:  # nothing after the cursor exists: nothing between it and the tail either
+            self._tail_cursor = max(self._tail_cursor, tail.base)
+
+    def _join_tail(self) -> Tail:
+        # A tail created now starts at our cursor: subscribers that subscribe together (the
+        # usual case) need no catch-up read of their own.
+        tail = self._tail = self.broker.tail(self.pattern.pattern, self._tail_cursor)
+        tail.watchers.add(self)
+        return tail
+
+    def _take(self, key: bytes, entries: Any) -> None:
+        for raw_id, fields in entries:
+            self._cursors[key] = raw_id
+            try:
+                self._batch.append(self._message(key, raw_id, fields, 1))
+            except MalformedEntry as exc:
+                logger.warning("skipping stream entry %s of %r: %s", raw_id, key, exc)
 
     async def _fill_group(self, client: Redis) -> None:
         await self._discover(client)

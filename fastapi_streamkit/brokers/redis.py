@@ -22,11 +22,12 @@ import anyio
 from ..exceptions import BrokerNotRunning, BrokerUnavailable, MissingDependency
 from ._entries import encode_entry
 from ._redis_subscription import RedisSubscription
+from ._redis_tail import Tail
 from ._topics import TopicPattern, check_publish, parse_id
 from .base import Message
 
 try:
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.client import Pipeline
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import RedisError
@@ -79,6 +80,7 @@ class RedisBroker:
         self._registered: set[str] = set()
         self._acks: _Acks = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._tails: dict[bytes, Tail] = {}
 
     def __repr__(self) -> str:
         return f"RedisBroker({self.url!r}, prefix={self.prefix!r})"
@@ -87,8 +89,12 @@ class RedisBroker:
         """Connect (BrokerUnavailable when Redis does not answer); no-op when running."""
         if self._state is _State.RUNNING:
             return
-        client = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             self.url,
+            # Blocking reads hold a connection each (one per topic tail, pattern subscription
+            # and group consumer); beyond the limit, callers wait for one instead of failing.
+            max_connections=512,
+            timeout=10.0,
             socket_connect_timeout=2.0,
             # socket_timeout=None (redis-py 8 defaults to 5 s): with a timeout, redis-py sends
             # through asyncio.wait_for(), which on Python 3.11 swallows a cancellation that
@@ -98,6 +104,7 @@ class RedisBroker:
             socket_keepalive=True,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 2),
         )
+        client = Redis.from_pool(pool)
         try:
             before = time.time()
             seconds, micros = await client.time()
@@ -128,6 +135,12 @@ class RedisBroker:
                     break
         self._state = _State.CLOSED
         self._epoch += 1
+        tails, self._tails = list(self._tails.values()), {}
+        for tail in tails:
+            if tail.task is not None:
+                tail.task.cancel()
+            tail.wake()
+        await asyncio.gather(*(t.task for t in tails if t.task is not None), return_exceptions=True)
         self._client = None
         await client.aclose()
 
@@ -186,8 +199,7 @@ class RedisBroker:
         if parsed is None:
             # "Only new ones", fixed now: Redis's clock estimate, and never before the last
             # message this broker itself published to a matching topic.
-            estimate = int(time.time() * 1000 + self._offset_ms - self._margin_ms)
-            parsed = (max(estimate - 1, 0), _MAX_SEQ)
+            parsed = self.now_key()
             floors = {
                 t: k
                 for t, i in self._published.items()
@@ -203,6 +215,19 @@ class RedisBroker:
         self._acks.setdefault(key, []).append(message.id)
         if self._state is _State.RUNNING and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    def now_key(self) -> tuple[int, int]:
+        """An id just before Redis's "now" (its clock as measured at `start`, minus the error)."""
+        estimate = int(time.time() * 1000 + self._offset_ms - self._margin_ms)
+        return (max(estimate - 1, 0), _MAX_SEQ)
+
+    def tail(self, topic: str, base: tuple[int, int]) -> Tail:
+        """The shared reader of ``topic``; a new one (reading after ``base``) if none runs."""
+        key = (self.prefix + topic).encode()
+        tail = self._tails.get(key)
+        if tail is None or tail.stopped:
+            tail = self._tails[key] = Tail(self, key, topic, base)
+        return tail
 
     def running_client(self, action: str) -> Redis:
         """The connected client, or BrokerNotRunning naming ``action``."""
