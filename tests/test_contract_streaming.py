@@ -1389,3 +1389,32 @@ async def test_head_never_starts_fastapis_own_generator_streams_on_a_stream_rout
             heads = [await client.head(path) for path in ("/jsonl", "/sse")]
     assert [(r.status_code, r.content) for r in heads] == [(200, b""), (200, b"")]
     assert started == []
+
+
+async def test_no_server_code_is_patched_and_signal_handlers_come_back() -> None:
+    import signal
+
+    import uvicorn.server
+
+    before = {name: value for name, value in vars(uvicorn.server.Server).items()}
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    call = ASGICall()
+    seen_during: dict[int, Any] = {}
+
+    async def idle() -> AsyncIterator[bytes]:
+        yield b"x"
+        await anyio.sleep_forever()
+
+    async def observe_then_stop() -> None:
+        await until(lambda: bool(call.body))
+        seen_during.update({sig: signal.getsignal(sig) for sig in handlers})
+        request_shutdown()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(observe_then_stop)
+            await Stream(idle())(call.scope, call.receive, call.send)
+    assert call.ended
+    assert seen_during and all(callable(handler) for handler in seen_during.values())
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert dict(vars(uvicorn.server.Server)) == before
