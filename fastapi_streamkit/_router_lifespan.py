@@ -7,6 +7,11 @@ order -> after_startup hooks. Shutdown in reverse: before_shutdown hooks -> sub-
 FastAPI's ``include_router`` nests the router's ``lifespan_context`` into the parent's on every
 include, so `RouterLifespan` runs the parts only in the outermost of the nested calls for one
 app; the others are no-ops.
+
+Several routers may share one broker (``StreamRouter(broker=shared)``). Their lifespans nest, so
+the broker belongs to the outermost one that uses it: it starts it first and closes it last,
+after every router's in-flight handlers drained. The brokers already running are kept in a
+context variable, which the nested lifespans (same task) and sub-apps' tasks inherit.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +38,11 @@ __all__ = ["Hooks", "RouterLifespan"]
 logger = logging.getLogger("fastapi_streamkit.router")
 
 LifespanContext = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
+
+_RUNNING_BROKERS: ContextVar[tuple[Broker, ...]] = ContextVar(
+    "fastapi_streamkit_running_brokers", default=()
+)
+"""The brokers started by an enclosing router lifespan: a nested router leaves them alone."""
 
 
 @dataclass(slots=True)
@@ -138,6 +149,10 @@ class RouterLifespan:
             yield None  # a nested include of the same router: the outermost one runs it
             return
         self._apps.append(app)
+        running = _RUNNING_BROKERS.get()
+        owns_broker = not any(broker is self._router.broker for broker in running)
+        if owns_broker:
+            _RUNNING_BROKERS.set((*running, self._router.broker))
         try:
             async with AsyncExitStack() as stack:
                 state = None
@@ -145,20 +160,24 @@ class RouterLifespan:
                     state = await stack.enter_async_context(self._inner(app))
                 self._router._app = app
                 task_group = await stack.enter_async_context(_task_group())
-                await stack.enter_async_context(run_parts(self._parts(task_group)))
+                parts = self._parts(task_group, owns_broker=owns_broker)
+                await stack.enter_async_context(run_parts(parts))
                 yield state
         finally:
             self._apps.remove(app)
+            if owns_broker:
+                _RUNNING_BROKERS.set(running)
 
-    def _parts(self, task_group: TaskGroup) -> list[LifespanPart]:
+    def _parts(self, task_group: TaskGroup, *, owns_broker: bool) -> list[LifespanPart]:
         router, hooks = self._router, self._router.hooks
+        broker = [_BrokerPart(router.broker)] if owns_broker else []
         return [
             CallbackPart(
                 "before_startup/after_shutdown hooks",
                 startup=hooks.before_startup,
                 shutdown=hooks.after_shutdown,
             ),
-            _BrokerPart(router.broker),
+            *broker,
             _ConsumersPart(router, task_group),
             *router.mounts,
             CallbackPart(
