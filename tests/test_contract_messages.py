@@ -1526,3 +1526,71 @@ def test_our_websocket_is_injected_through_nested_includes_with_dependencies() -
             reply = json.loads(ws.recv(timeout=5))
     assert reply == {"ours": True, "echo": {"id": 1}}
     assert sorted(ran) == ["inner ours=True", "outer ours=True"]  # both include levels ran
+
+
+async def test_two_routers_sharing_one_broker_close_it_once_after_both_drained() -> None:
+    events: list[str] = []
+    shared = RecordingBroker(events)
+    first, second = StreamRouter(broker=shared), StreamRouter(broker=shared)
+    started = anyio.Event()
+
+    @first.publisher("first.out")
+    @first.subscriber("first.in")
+    async def slow(request: StreamMessage) -> str:
+        started.set()
+        await anyio.sleep(0.2)
+        return "done"
+
+    for name, router in (("first", first), ("second", second)):
+
+        @router.before_shutdown
+        async def before_shutdown(name: str = name) -> None:
+            events.append(f"{name} before_shutdown ping={await shared.ping()}")
+
+    app = app_with(first, second)
+    async with lifespan_of(app):
+        await shared.publish("first.in", b"x")
+        with anyio.fail_after(5):
+            await started.wait()
+    assert events.count("broker close") == 1
+    assert events[-1] == "broker close"
+    assert "first before_shutdown ping=True" in events
+    assert "second before_shutdown ping=True" in events
+    await shared.start()
+    try:
+        replay = shared.subscribe("first.out", last_id="0")
+        await shared.publish("first.out", b"marker")
+        assert [m.body for m in await take(replay, 2)] == [b"done", b"marker"]
+    finally:
+        await shared.close()
+
+
+def test_a_mounted_sub_apps_router_sharing_the_hosts_broker_leaves_it_to_the_host() -> None:
+    events: list[str] = []
+    shared = RecordingBroker(events)
+    host_router, sub_router = StreamRouter(broker=shared), StreamRouter(broker=shared)
+    got: list[str] = []
+
+    @sub_router.subscriber("sub.jobs")
+    async def sub_job(request: StreamMessage) -> None:
+        got.append("sub")
+
+    @host_router.subscriber("host.jobs")
+    async def host_job(request: StreamMessage) -> None:
+        got.append("host")
+
+    @sub_router.after_shutdown
+    async def sub_down() -> None:
+        events.append(f"sub after_shutdown ping={await shared.ping()}")
+
+    sub = app_with(sub_router)
+    host_router.mount("/sub", sub)
+    host = app_with(host_router)
+    for _ in range(2):
+        with TestClient(host) as client:
+            portal(client).call(shared.publish, "sub.jobs", b"")
+            portal(client).call(shared.publish, "host.jobs", b"")
+            portal(client).call(until, lambda: len(got) == 2)
+        got.clear()
+    cycle = ["broker start", "sub after_shutdown ping=True", "broker close"]
+    assert events == cycle * 2
