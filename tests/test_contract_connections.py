@@ -239,6 +239,19 @@ def test_msgpack_body_or_400_with_a_reason(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x92\x01", b"\x01\x02"])
+async def test_msgpack_raises_http_exception_400_in_process(body: bytes) -> None:
+    from starlette.exceptions import HTTPException
+
+    request = _plain_request([(b"content-type", b"application/vnd.msgpack")], body)
+    with pytest.raises(HTTPException) as raised:
+        await request.msgpack()
+    assert raised.value.status_code == 400
+    assert isinstance(raised.value.detail, str) and raised.value.detail
+    good = _plain_request([], msgspec.msgpack.encode({"k": [1, "x"]}))
+    assert await good.msgpack() == {"k": [1, "x"]}
+
+
 # -- sessions ----------------------------------------------------------------------------------
 
 
