@@ -31,7 +31,7 @@ logger = logging.getLogger("fastapi_streamkit.brokers")
 
 _BATCH = 128
 _BLOCK_MS = 1000
-_DISCOVERY_S = 0.5
+_DISCOVERY_S = 0.25  # a new topic matching a pattern is seen within ~0.5 s
 _MIN_DELAY, _MAX_DELAY = 0.05, 1.0
 _READ_GRACE_S = 10.0  # a blocking read that outlives its BLOCK by this much: Redis is stuck
 
