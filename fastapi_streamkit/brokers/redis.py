@@ -21,6 +21,7 @@ import anyio
 
 from ..exceptions import BrokerNotRunning, BrokerUnavailable, MissingDependency
 from ._entries import encode_entry
+from ._redis_group import RedisGroupSubscription
 from ._redis_subscription import RedisSubscription
 from ._redis_tail import Tail
 from ._topics import TopicPattern, check_publish, parse_id
@@ -205,7 +206,9 @@ class RedisBroker:
                 for t, i in self._published.items()
                 if pattern.matches(t) and (k := parse_id(i)) is not None
             }
-        return RedisSubscription(self, pattern, group, parsed, floors)
+        if group is None:
+            return RedisSubscription(self, pattern, None, parsed, floors)
+        return RedisGroupSubscription(self, pattern, group, parsed, floors)
 
     async def ack(self, message: Message) -> None:
         """Queue the XACK of a group message; sent within moments, pipelined with others."""
