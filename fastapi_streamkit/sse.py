@@ -7,6 +7,8 @@ rules), ``bytes`` (already encoded), ``str`` (the data, as is), an object with `
 
 from __future__ import annotations
 
+import enum
+import functools
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Protocol, runtime_checkable
 
@@ -126,6 +128,15 @@ def _fastapi_event(item: FastAPIServerSentEvent) -> bytes:
 
 
 def _message_event(item: Any) -> bytes:
+    """``id:`` + ``data:`` of a broker message; one message fanned out to many streams is
+    encoded once (cached by value: a message's SSE form depends on its id and body only)."""
+    try:
+        return _cached_message_event(item)
+    except TypeError:  # an unhashable message-like object
+        return _encode_message_event(item)
+
+
+def _encode_message_event(item: Any) -> bytes:
     body = item.body
     if isinstance(body, bytes):
         try:
@@ -136,6 +147,9 @@ def _message_event(item: Any) -> bytes:
                 "text: publish text or JSON, or encode binary bodies (e.g. base64) first"
             ) from exc
     return _event_bytes(body, None, str(item.id), None, None)
+
+
+_cached_message_event = functools.lru_cache(maxsize=1024)(_encode_message_event)
 
 
 def sse_encoder(adapter: TypeAdapter[Any] | None = None) -> Callable[[Any], bytes]:
@@ -165,17 +179,53 @@ def _typed_json(adapter: TypeAdapter[Any]) -> Callable[[Any], bytes]:
 
 
 def _encode_other(item: Any, encode_json: Callable[[Any], bytes]) -> bytes:
-    if isinstance(item, ServerSentEvent):
-        return item.encode()
-    if isinstance(item, FastAPIServerSentEvent):
+    kind = _kind(type(item))  # type: ignore[arg-type]  # mypy: a class is not "Hashable"
+    if kind is _Kind.MESSAGE:  # first: the fan-out case, one broker message to many streams
+        return _message_event(item)
+    if kind is _Kind.JSON:
+        return b"data: " + encode_json(item) + b"\n\n"
+    if kind is _Kind.EVENT:
+        return item.encode()  # type: ignore[no-any-return]
+    if kind is _Kind.FASTAPI_EVENT:
         return _fastapi_event(item)
-    if isinstance(item, (bytes, bytearray, memoryview)):
+    if kind is _Kind.BYTES:
         return bytes(item)
-    if isinstance(item, str):
+    if kind is _Kind.TEXT:
         return _lines(b"data: ", item) + b"\n"
-    if not isinstance(item, (BaseModel, Mapping)) and isinstance(item, Streamable):
+    if hasattr(item, "id") and hasattr(item, "body"):  # MAYBE_MESSAGE
         return _message_event(item)
     return b"data: " + encode_json(item) + b"\n\n"
+
+
+class _Kind(enum.Enum):
+    EVENT = 1
+    FASTAPI_EVENT = 2
+    BYTES = 3
+    TEXT = 4
+    MESSAGE = 5
+    MAYBE_MESSAGE = 6  # a class without ``id``/``body``: its instances may still have them
+    JSON = 7
+
+
+@functools.lru_cache(maxsize=256)
+def _kind(cls: type) -> _Kind:
+    """How items of class ``cls`` are encoded, decided once per class (Protocol checks are slow)."""
+    if issubclass(cls, ServerSentEvent):
+        return _Kind.EVENT
+    if issubclass(cls, FastAPIServerSentEvent):
+        return _Kind.FASTAPI_EVENT
+    if issubclass(cls, (bytes, bytearray, memoryview)):
+        return _Kind.BYTES
+    if issubclass(cls, str):
+        return _Kind.TEXT
+    if not issubclass(cls, (BaseModel, Mapping)) and all(
+        hasattr(cls, name)
+        or name in getattr(cls, "__dataclass_fields__", {})
+        or name in getattr(cls, "__slots__", ())
+        for name in ("id", "body")
+    ):
+        return _Kind.MESSAGE
+    return _Kind.JSON
 
 
 class EventStream(Stream):
