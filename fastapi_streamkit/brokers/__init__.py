@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 from .base import Broker as Broker
 from .base import Message as Message
+from .base import Subscription as Subscription
 from .memory import MemoryBroker as MemoryBroker
 
 if TYPE_CHECKING:
     from .redis import RedisBroker as RedisBroker
 
-__all__ = ["Broker", "MemoryBroker", "Message", "RedisBroker"]
+__all__ = ["Broker", "MemoryBroker", "Message", "RedisBroker", "Subscription"]
 
 
 def __getattr__(name: str) -> object:

@@ -5,11 +5,10 @@ Brokers never import FastAPI: they move bytes with headers between publishers an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Broker", "Message"]
+__all__ = ["Broker", "Message", "Subscription"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +21,17 @@ class Message:
     headers: dict[str, str] = field(default_factory=dict, hash=False)  # hashable message
     group: str | None = None
     attempt: int = 1
+
+
+class Subscription(Protocol):
+    """What `Broker.subscribe` returns: an async iterator of messages that can be closed."""
+
+    def __aiter__(self) -> Subscription: ...
+
+    async def __anext__(self) -> Message: ...
+
+    async def aclose(self) -> None:
+        """Stop the subscription and release what it holds; idempotent."""
 
 
 @runtime_checkable
@@ -44,7 +54,7 @@ class Broker(Protocol):
 
     def subscribe(
         self, topic: str, *, group: str | None = None, last_id: str | None = None
-    ) -> AsyncIterator[Message]:
+    ) -> Subscription:
         """Iterate the messages of ``topic`` (a name or a ``{param}`` pattern).
 
         ``group=None`` is broadcast: every subscriber gets every message after ``last_id``
