@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import anyio
 import httpx
 import pytest
 
+from ._examples import load
 from ._redis import REDIS_URL, delete_prefix, require_redis, unique_prefix
 from ._server import serve_process
 
 pytestmark = pytest.mark.anyio
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
-
-
-def load(name: str) -> ModuleType:
-    """A fresh copy of ``docs/examples/<name>.py``."""
-    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 async def test_brokers_memory() -> None:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import msgspec
 import pytest
@@ -14,19 +10,8 @@ from fastapi.testclient import TestClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from ._examples import load
 from ._server import serve
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
-
-
-def load(name: str) -> ModuleType:
-    """A fresh copy of ``docs/examples/<name>.py``."""
-    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from fastapi.testclient import TestClient
 
 from fastapi_streamkit.exceptions import LifespanStartupError
 
+from ._examples import EXAMPLES, load
 from ._redis import require_redis
 from ._server import free_port
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
-
-
-def load(name: str) -> ModuleType:
-    """A fresh copy of ``docs/examples/<name>.py`` (its module-level ``events`` start empty)."""
-    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Litestar resolves handler annotations through it
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_lifespan_mount() -> None:

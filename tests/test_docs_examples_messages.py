@@ -1,27 +1,14 @@
 """The examples of docs/messages.md and docs/testing.md, run: each module loaded fresh."""
 
-import importlib.util
 import subprocess
 import sys
 import time
-from pathlib import Path
-from types import ModuleType
 
 import anyio
 import pytest
 from fastapi.testclient import TestClient
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
-
-
-def load(name: str) -> ModuleType:
-    """A fresh copy of ``docs/examples/<name>.py`` (its module-level lists start empty)."""
-    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from ._examples import EXAMPLES, load
 
 
 def test_messages_basic() -> None:

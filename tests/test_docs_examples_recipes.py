@@ -14,7 +14,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import anyio
@@ -28,18 +27,9 @@ from fastapi_streamkit.testing import TestStreamApp
 from tests._redis import REDIS_URL, delete_prefix, require_redis, unique_prefix
 from tests._server import serve, serve_process
 
+from ._examples import EXAMPLES, load
+
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "docs" / "examples"
-
-
-def load(name: str) -> ModuleType:
-    """A fresh copy of ``docs/examples/<name>.py``."""
-    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def read_events(response: httpx.Response, count: int | None = None) -> list[dict[str, str]]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import operator
 import socket
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 
 import httpx
@@ -17,16 +15,7 @@ import pytest
 
 from tests._server import Running, free_port, serve
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
-
-
-def load(name: str) -> ModuleType:
-    """A fresh import of ``docs/examples/<name>.py`` (its app and state are new each time)."""
-    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ._examples import load
 
 
 @pytest.fixture
