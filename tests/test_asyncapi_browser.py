@@ -6,47 +6,23 @@ never downloads a browser here). The screenshot lands in ``artifacts/asyncapi_pa
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fastapi_streamkit import StreamRouter, get_asyncapi
+from tests._browser import ARTIFACTS, chromium
 from tests._server import serve
-from tests.conftest import require
 from tests.test_asyncapi import rich_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require("BROWSER", "Playwright is not installed: pip install playwright")
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        require("BROWSER", f"{CHROMIUM} is missing: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 def docs_app() -> Any:

@@ -8,7 +8,6 @@ browser). Screenshots land in ``artifacts/demo_*.png``. Every wait is bounded.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,23 +17,13 @@ import httpx
 import msgspec
 import pytest
 
+from tests._browser import chromium
 from tests._server import serve_process
-from tests.conftest import require
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT = 10_000  # ms, for anything the page should show
 RETRY = 3000  # ms the page's EventSource waits before reconnecting (the demo's ?retry=)
 
@@ -48,19 +37,8 @@ def base_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require("BROWSER", "Playwright is not installed: pip install -e '.[dev]'")
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if executable is None:
-        require("BROWSER", f"{CHROMIUM} is missing: install Debian's chromium (apt-get)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 class Page:
