@@ -219,10 +219,15 @@ class _Subscription:
             broker = self.broker
             if self._closed or self._epoch != broker._epoch or broker._state is not _State.RUNNING:
                 raise StopAsyncIteration
-            self.wake = anyio.Event()
+            if self.wake.is_set():  # a fresh event before filling: no publish is missed
+                self.wake = anyio.Event()
             self.discover()
             wait = self._fill_broadcast() if self.group is None else self._fill_group()
-            if not self._batch:
+            if self._batch:
+                continue
+            if wait == math.inf:  # no timer scope per wait when nothing is due
+                await self.wake.wait()
+            else:
                 with anyio.move_on_after(wait):
                     await self.wake.wait()
 
