@@ -11,6 +11,7 @@ import pytest
 
 from fastapi_streamkit.brokers import Broker, MemoryBroker, Message
 from fastapi_streamkit.brokers.redis import RedisBroker
+from tests._asgi import take
 
 from ._redis import redis_broker_factory
 
@@ -48,15 +49,6 @@ async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
             yield make
     for broker in started:
         await broker.close()
-
-
-async def take(sub: AsyncIterator[Message], count: int, within: float = 5.0) -> list[Message]:
-    """The next ``count`` messages of ``sub``, failing after ``within`` seconds."""
-    got: list[Message] = []
-    with anyio.fail_after(within):
-        while len(got) < count:
-            got.append(await anext(sub))
-    return got
 
 
 async def nothing_within(sub: AsyncIterator[Message], seconds: float) -> None:

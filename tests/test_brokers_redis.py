@@ -21,6 +21,7 @@ from fastapi_streamkit import RedisBroker
 from fastapi_streamkit.brokers import Message
 from fastapi_streamkit.exceptions import BrokerNotRunning, BrokerUnavailable
 from fastapi_streamkit.sse import EventStream, LastEventID
+from tests._asgi import take
 
 from ._redis import REDIS_URL, private_redis, redis_broker_factory, unique_prefix
 from ._server import free_port, serve
@@ -43,14 +44,6 @@ async def make() -> AsyncIterator[Callable[..., Any]]:
         yield started
         for broker in brokers:
             await broker.close()
-
-
-async def take(sub: AsyncIterator[Message], count: int, within: float = 5.0) -> list[Message]:
-    got: list[Message] = []
-    with anyio.fail_after(within):
-        while len(got) < count:
-            got.append(await anext(sub))
-    return got
 
 
 async def test_start_fails_clearly_when_redis_is_unreachable() -> None:

@@ -5,7 +5,6 @@ Written as an outside acceptance suite would: no private helpers of the package,
 apps, lifespans driven over ASGI (or by TestClient), every wait bounded.
 """
 
-import contextlib
 import dataclasses
 import inspect
 import json
@@ -33,12 +32,13 @@ from fastapi.routing import APIRouter as FastAPIRouter
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.requests import Request as StarletteRequest
-from starlette.types import Message as ASGIMessage
 from starlette.websockets import WebSocket as StarletteWebSocket
 from websockets.sync.client import connect as ws_connect
 
 from fastapi_streamkit import MemoryBroker, StreamMessage, StreamRouter, WebSocket
 from fastapi_streamkit.brokers import Broker, Message
+from tests._asgi import running as lifespan_of
+from tests._asgi import take
 from tests._server import serve
 
 pytestmark = pytest.mark.anyio
@@ -64,39 +64,10 @@ def portal(client: TestClient) -> BlockingPortal:
     return client.portal
 
 
-@contextlib.asynccontextmanager
-async def lifespan_of(app: Any, *, within: float = 5.0) -> AsyncIterator[list[ASGIMessage]]:
-    """Run ``app``'s lifespan as a server does; yield the replies it sent so far."""
-    to_app, inbox = anyio.create_memory_object_stream[ASGIMessage](1)
-    from_app, replies = anyio.create_memory_object_stream[ASGIMessage](10)
-    sent: list[ASGIMessage] = []
-    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-    with to_app, inbox, from_app, replies:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(app, scope, inbox.receive, from_app.send)
-            with anyio.fail_after(within):
-                await to_app.send({"type": "lifespan.startup"})
-                sent.append(await replies.receive())
-            assert sent[-1]["type"] == "lifespan.startup.complete", sent[-1]
-            yield sent
-            with anyio.fail_after(within):
-                await to_app.send({"type": "lifespan.shutdown"})
-                sent.append(await replies.receive())
-            assert sent[-1]["type"] == "lifespan.shutdown.complete", sent[-1]
-
-
 async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
     with anyio.fail_after(within):
         while not predicate():  # noqa: ASYNC110 - polling what handlers did, bounded
             await anyio.sleep(0.005)
-
-
-async def take(messages: AsyncIterator[Message], count: int, within: float = 5.0) -> list[Message]:
-    got: list[Message] = []
-    with anyio.fail_after(within):
-        while len(got) < count:
-            got.append(await anext(messages))
-    return got
 
 
 async def nothing_more(messages: AsyncIterator[Message], within: float = 0.15) -> None:
