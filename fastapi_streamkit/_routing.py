@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import _compat
 from .responses import Stream
-from .sse import EventStream
+from .sse import EventStream, ServerSentEvent
 
 __all__ = ["StreamingAPIRoute", "stream_item_type"]
 
@@ -50,8 +50,6 @@ def stream_item_type(endpoint: Callable[..., Any]) -> Any | None:
     item = typing.get_args(annotation)[0] if typing.get_args(annotation) else None
     if item is None or item is Any or (isinstance(item, type) and item in _UNTYPED):
         return None
-    from .sse import ServerSentEvent
-
     if isinstance(item, type) and issubclass(item, ServerSentEvent):
         return None
     return item

@@ -12,6 +12,7 @@ Deliberate differences from Starlette's `StreamingResponse` (otherwise a drop-in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
@@ -59,7 +60,10 @@ def _cookie_headers(cookies: Cookies | None) -> list[tuple[bytes, bytes]]:
     return scratch.raw_headers
 
 
+@functools.lru_cache(maxsize=16)
 def _encode_chunk(encoding: str) -> Callable[[Any], bytes]:
+    """The chunk encoder for ``encoding``, built once and shared by every response."""
+
     def encode(chunk: Any) -> bytes:
         if isinstance(chunk, bytes):
             return chunk
@@ -173,7 +177,7 @@ class ASGIStreamingResponse:
         }
 
     async def _send_head_only(self, send: Send) -> None:
-        if not callable(self.iterator) or is_iterable(self.iterator):
+        if is_iterable(self.iterator):  # a factory is never called for HEAD
             with anyio.CancelScope(shield=True):
                 await close_source(self.iterator)
         await send(self._start())
